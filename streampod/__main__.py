@@ -1,0 +1,5 @@
+import sys
+
+from streampod.cli import main
+
+sys.exit(main())

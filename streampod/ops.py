@@ -1,0 +1,119 @@
+"""What every container runs besides its work: the operations endpoints and the process lifecycle.
+
+``/healthz`` answers while the event loop turns; ``/readyz`` asks the container whether it is
+connected and able to work; ``/metrics`` is the container's own Prometheus registry. These are
+served on their own port so that the kubelet and Prometheus can reach them while the contract
+endpoints stay on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+log = logging.getLogger(__name__)
+
+#: Answers (ready, reason); the reason is shown when not ready.
+Readiness = Callable[[], tuple[bool, str]]
+
+
+def ops_app(registry: CollectorRegistry, readiness: Readiness) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(_: Request) -> Response:
+        ready, reason = readiness()
+        return JSONResponse({"ready": ready, "reason": reason}, status_code=200 if ready else 503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+    )
+
+
+class Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to the process (several servers share one process)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def server(app: Any, host: str, port: int, *, lifespan: str = "off") -> Server:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan=lifespan,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=10,
+        limit_concurrency=1000,
+        backlog=256,
+    )
+    return Server(config)
+
+
+async def serve(
+    *servers: Server,
+    until: asyncio.Event,
+    on_started: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run the servers until ``until`` is set, then shut them down gracefully."""
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    while not all(s.started for s in servers):
+        if any(t.done() for t in tasks):
+            break
+        await asyncio.sleep(0.01)
+    failed = [t for t in tasks if t.done()]
+    if failed:
+        for s in servers:
+            s.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise SystemExit("a server could not start (is its port in use?)")
+    if on_started is not None:
+        await on_started()
+    await until.wait()
+    for s in servers:
+        s.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``: the container drains instead of dying mid-batch."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, stop, sig)
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if stop.is_set():
+        log.warning("second signal, exiting now", extra={"signal": sig.name})
+        raise SystemExit(1)
+    log.info("stopping", extra={"signal": sig.name})
+    stop.set()
+
+
+def run(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` on uvloop where installed (it is, with uvicorn[standard])."""
+    try:
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms working
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)

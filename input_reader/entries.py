@@ -1,0 +1,73 @@
+"""A fetched record on its way to the app: its contract id, its wire form, and what went wrong so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from streampod.contract import Encoding, wire_value
+from streampod.errors import ContractError
+from streampod.source import InRecord
+
+
+@dataclass(slots=True)
+class Entry:
+    record: InRecord
+    id: str
+    #: The contract v1 message (batch mode); None when ``error`` is set.
+    wire: dict[str, Any] | None
+    size: int
+    #: Why the reader itself cannot deliver this record (bad JSON, too large, ...): dead-letter it.
+    error: str | None = None
+    #: How many times the app answered "retry" for it.
+    attempts: int = 0
+
+
+class Outcome(NamedTuple):
+    status: Literal["ok", "retry", "reject", "requeue"]
+    error: str | None = None
+    #: Who decided: "app" (its answer) or "reader" (delivery gave up).
+    stage: str = "app"
+
+
+OK = Outcome("ok")
+REQUEUE = Outcome("requeue")
+
+
+def make_entry(record: InRecord, *, system: str, encoding: Encoding, max_bytes: int) -> Entry:
+    """Build the wire message once, at fetch time, so retries and splits re-use it."""
+    p = record.partition
+    entry_id = f"{p.topic}-{p.partition}-{record.offset}"
+    size = len(record.value or b"") + len(record.key or b"")
+    try:
+        if size > max_bytes:
+            raise ContractError(f"message of {size} bytes exceeds STREAMPOD_MAX_MESSAGE_BYTES={max_bytes}")
+        key = _text(record.key, "key")
+        headers = {name: _text(value, f"header {name!r}") or "" for name, value in record.headers or ()}
+        value, enc = wire_value(record.value, encoding)
+    except ContractError as exc:
+        return Entry(record, entry_id, None, size, error=str(exc))
+    wire = {
+        "id": entry_id,
+        "key": key,
+        "value": value,
+        "encoding": enc,
+        "headers": headers,
+        "source": {
+            "system": system,
+            "topic": p.topic,
+            "partition": p.partition,
+            "offset": record.offset,
+            "timestamp": record.timestamp,
+        },
+    }
+    return Entry(record, entry_id, wire, size)
+
+
+def _text(raw: bytes | None, what: str) -> str | None:
+    if raw is None:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise ContractError(f"{what} is not valid UTF-8") from None

@@ -1,0 +1,267 @@
+"""The input reader's engine: one lane per partition between a Source and the app.
+
+Each lane sends one batch at a time, so order holds within a partition while partitions run in
+parallel (up to STREAMPOD_MAX_IN_FLIGHT_BATCHES). A lane's commit point is the offset of its first
+record not yet answered for, so a commit never passes a message that could still be lost. A lane
+holding too many records pauses its partition; the consumer keeps polling, so it stays in its group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from streampod.backoff import Backoff
+from streampod.contract import Encoding
+from streampod.metrics import ReaderMetrics
+from streampod.source import HasLag, InRecord, PartitionId, Source
+
+from .deadletter import DeadLetters
+from .entries import Entry, Outcome, make_entry
+from .senders import Delivery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReaderPolicy:
+    encoding: Encoding = "json"
+    batch_max_messages: int = 500
+    batch_max_bytes: int = 1_048_576
+    max_message_bytes: int = 1_048_576
+    max_in_flight_batches: int = 8
+    max_buffered_per_partition: int = 2000
+    message_max_retries: int = 5
+    commit_interval_s: float = 1.0
+    drain_timeout_s: float = 20.0
+    poll_max_records: int = 1000
+    poll_timeout_s: float = 0.1
+
+
+class Lane:
+    """The records of one partition, from fetch to commit point."""
+
+    def __init__(self, pid: PartitionId, reader: Reader) -> None:
+        self.pid = pid
+        self.reader = reader
+        self.pending: deque[Entry] = deque()
+        self.in_flight = 0
+        self.commit_point: int | None = None
+        self.paused = False
+        #: Set: take no new batch (draining, or revoked); what is pending is given back.
+        self.closing = False
+        self.wakeup = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.task = asyncio.create_task(self._run(), name=f"lane-{pid.topic}-{pid.partition}")
+
+    @property
+    def buffered(self) -> int:
+        return len(self.pending) + self.in_flight
+
+    def add(self, entry: Entry) -> None:
+        if self.commit_point is None:
+            self.commit_point = entry.record.offset
+        self.pending.append(entry)
+        self.wakeup.set()
+        if not self.paused and self.buffered >= self.reader.policy.max_buffered_per_partition:
+            self.paused = True
+            self.reader.source.pause([self.pid])
+            self.reader.metrics.paused.inc()
+
+    def _take(self) -> list[Entry]:
+        policy = self.reader.policy
+        batch: list[Entry] = []
+        size = 0
+        while self.pending and len(batch) < policy.batch_max_messages:
+            nxt = self.pending[0]
+            if batch and size + nxt.size > policy.batch_max_bytes:
+                break
+            batch.append(self.pending.popleft())
+            size += nxt.size
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.pending and not self.closing:
+                batch = self._take()
+                self.in_flight = len(batch)
+                self.idle.clear()
+                try:
+                    await self.reader.process(self, batch)
+                except Exception:
+                    # A bug must not silently stop a partition: give the batch back and go on.
+                    log.exception("batch failed unexpectedly; it will be tried again", extra={"lane": str(self.pid)})
+                    self.requeue(batch)
+                    await asyncio.sleep(1.0)
+                finally:
+                    self.in_flight = 0
+                    self.idle.set()
+                self._after_batch(batch)
+
+    def _after_batch(self, batch: Sequence[Entry]) -> None:
+        self.commit_point = self.pending[0].record.offset if self.pending else batch[-1].record.offset + 1
+        if self.paused and self.buffered <= self.reader.policy.max_buffered_per_partition // 2:
+            self.paused = False
+            self.reader.source.resume([self.pid])
+            self.reader.metrics.paused.dec()
+
+    def requeue(self, entries: Sequence[Entry]) -> None:
+        self.pending.extendleft(reversed(entries))
+
+    async def settle(self, timeout_s: float) -> None:
+        """Stop taking batches and wait (bounded) for the one in flight."""
+        self.closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), timeout_s)
+
+    def cancel(self) -> None:
+        self.task.cancel()
+        self.reader.metrics.in_flight.dec(self.buffered)
+        if self.paused:
+            self.reader.metrics.paused.dec()
+
+
+class Reader:
+    def __init__(self, source: Source, delivery: Delivery, dead_letters: DeadLetters, policy: ReaderPolicy,
+                 metrics: ReaderMetrics, backoff: Backoff) -> None:
+        self.source = source
+        self.delivery = delivery
+        self.dead_letters = dead_letters
+        self.policy = policy
+        self.metrics = metrics
+        self.backoff = backoff
+        self.lanes: dict[PartitionId, Lane] = {}
+        self._in_flight = asyncio.Semaphore(policy.max_in_flight_batches)
+
+    # -- the partition listener (called by the source on rebalance) --------------------------------
+
+    def on_assigned(self, partitions: Sequence[PartitionId]) -> None:
+        for pid in partitions:
+            if pid not in self.lanes:
+                self.lanes[pid] = Lane(pid, self)
+        log.info("partitions assigned", extra={"partitions": [f"{p.topic}-{p.partition}" for p in partitions]})
+
+    async def on_revoked(self, partitions: Sequence[PartitionId]) -> Mapping[PartitionId, int]:
+        lanes = [self.lanes.pop(p) for p in partitions if p in self.lanes]
+        await asyncio.gather(*(lane.settle(self.policy.drain_timeout_s) for lane in lanes))
+        final = {}
+        for lane in lanes:
+            lane.cancel()
+            if lane.commit_point is not None:
+                final[lane.pid] = lane.commit_point
+        log.info("partitions revoked", extra={"partitions": [f"{p.topic}-{p.partition}" for p in partitions]})
+        return final
+
+    def on_lost(self, partitions: Sequence[PartitionId]) -> None:
+        for pid in partitions:
+            lane = self.lanes.pop(pid, None)
+            if lane is not None:
+                lane.cancel()
+        log.warning("partitions lost", extra={"partitions": [f"{p.topic}-{p.partition}" for p in partitions]})
+
+    # -- the main loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.source.start(self)
+        committer = asyncio.create_task(self._commit_loop())
+        try:
+            while not stop.is_set():
+                if self.source.at_end() and self._all_answered():
+                    log.info("input exhausted and answered for")
+                    break
+                records = await self.source.poll(self.policy.poll_max_records, self.policy.poll_timeout_s)
+                self._accept(records)
+        finally:
+            committer.cancel()
+            await self._drain()
+
+    def _accept(self, records: Sequence[InRecord]) -> None:
+        if not records:
+            return
+        self.metrics.messages_in.inc(len(records))
+        self.metrics.in_flight.inc(len(records))
+        system = self.source.system
+        policy = self.policy
+        for r in records:
+            lane = self.lanes.get(r.partition)
+            if lane is None:  # a source that does not announce partitions (files)
+                lane = self.lanes[r.partition] = Lane(r.partition, self)
+            lane.add(make_entry(r, system=system, encoding=policy.encoding, max_bytes=policy.max_message_bytes))
+
+    def _all_answered(self) -> bool:
+        return all(not lane.pending and lane.in_flight == 0 for lane in self.lanes.values())
+
+    async def process(self, lane: Lane, batch: list[Entry]) -> None:
+        """Deliver one batch of one partition and settle every entry: answered, dead-lettered or requeued."""
+        sendable = [e for e in batch if e.error is None]
+        async with self._in_flight:
+            self.metrics.batch_size.observe(len(sendable))
+            outcomes = iter(await self.delivery.deliver(sendable) if sendable else [])
+        dead: list[tuple[Entry, str, str]] = []
+        again: list[Entry] = []
+        retry_delay = 0
+        ok = 0
+        for e in batch:
+            out = Outcome("reject", e.error, "reader") if e.error is not None else next(outcomes)
+            if out.status == "ok":
+                ok += 1
+            elif out.status == "reject":
+                if out.stage == "app":
+                    self.metrics.messages_rejected.inc()
+                dead.append((e, out.error or "rejected", out.stage))
+            elif out.status == "retry":
+                e.attempts += 1
+                if e.attempts > self.policy.message_max_retries:
+                    dead.append((e, f"gave up after {e.attempts} tries: {out.error}", "reader"))
+                else:
+                    self.metrics.messages_retried.labels(reason="app").inc()
+                    retry_delay = max(retry_delay, e.attempts)
+                    again.append(e)
+            else:
+                again.append(e)
+        if dead:
+            await self.dead_letters.send(dead)
+        self.metrics.messages_ok.inc(ok)
+        self.metrics.in_flight.dec(len(batch) - len(again))
+        if again:
+            lane.requeue(again)
+            if retry_delay:
+                await asyncio.sleep(self.backoff.delay(retry_delay))
+
+    # -- commits and shutdown --------------------------------------------------------------------
+
+    def _commit_offsets(self) -> dict[PartitionId, int]:
+        out = {}
+        for pid, lane in self.lanes.items():
+            point = lane.commit_point
+            if point is not None and point != self.source.committed(pid):
+                out[pid] = point
+        return out
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.commit_interval_s)
+            offsets = self._commit_offsets()
+            if offsets:
+                self.source.request_commit(offsets)
+            if isinstance(self.source, HasLag):
+                for pid, lag in self.source.lag().items():
+                    self.metrics.lag.labels(topic=pid.topic, partition=str(pid.partition)).set(lag)
+
+    async def _drain(self) -> None:
+        """Stop: finish the batches in flight (bounded), give back the rest, commit, leave."""
+        lanes = list(self.lanes.values())
+        await asyncio.gather(*(lane.settle(self.policy.drain_timeout_s) for lane in lanes))
+        final = {lane.pid: lane.commit_point for lane in lanes if lane.commit_point is not None}
+        for lane in lanes:
+            lane.cancel()
+        self.lanes.clear()
+        await self.source.close(final)
+        log.info("input reader stopped", extra={"committed": {f"{p.topic}-{p.partition}": o for p, o in final.items()}})

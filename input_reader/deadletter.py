@@ -13,8 +13,9 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from streampod.backoff import Backoff
 from streampod.kafka.producer import Delivery, OutRecord
+
+from streampod.backoff import Backoff
 from streampod.metrics import ReaderMetrics
 
 from .entries import Entry
@@ -34,8 +35,9 @@ class RecordWriter(Protocol):
 
 
 class DeadLetters:
-    def __init__(self, writer: RecordWriter, destination: str, system: str, backoff: Backoff,
-                 metrics: ReaderMetrics) -> None:
+    def __init__(
+        self, writer: RecordWriter, destination: str, system: str, backoff: Backoff, metrics: ReaderMetrics
+    ) -> None:
         self.writer = writer
         self.destination = destination
         self.system = system
@@ -54,7 +56,12 @@ class DeadLetters:
                     self.metrics.dead_lettered.labels(stage=stage).inc()
                     log.warning(
                         "message dead-lettered",
-                        extra={"id": entry.id, "reason": reason, "stage": stage, "destination": self.destination},
+                        extra={
+                            "id": entry.id,
+                            "reason": reason,
+                            "stage": stage,
+                            "destination": self.destination,
+                        },
                     )
             if not failed:
                 return

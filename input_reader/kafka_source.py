@@ -62,8 +62,13 @@ def to_record(msg: KafkaMessage) -> InRecord:
 class KafkaSource(Source):
     system = "kafka"
 
-    def __init__(self, config: dict[str, Any], topics: Sequence[str], metrics: ReaderMetrics,
-                 revoke_timeout_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: Sequence[str],
+        metrics: ReaderMetrics,
+        revoke_timeout_s: float = 20.0,
+    ) -> None:
         self._config = config
         self._topics = list(topics)
         self._metrics = metrics

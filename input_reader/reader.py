@@ -97,7 +97,9 @@ class Lane:
                     await self.reader.process(self, batch)
                 except Exception:
                     # A bug must not silently stop a partition: give the batch back and go on.
-                    log.exception("batch failed unexpectedly; it will be tried again", extra={"lane": str(self.pid)})
+                    log.exception(
+                        "batch failed unexpectedly; it will be tried again", extra={"lane": str(self.pid)}
+                    )
                     self.requeue(batch)
                     await asyncio.sleep(1.0)
                 finally:
@@ -129,8 +131,15 @@ class Lane:
 
 
 class Reader:
-    def __init__(self, source: Source, delivery: Delivery, dead_letters: DeadLetters, policy: ReaderPolicy,
-                 metrics: ReaderMetrics, backoff: Backoff) -> None:
+    def __init__(
+        self,
+        source: Source,
+        delivery: Delivery,
+        dead_letters: DeadLetters,
+        policy: ReaderPolicy,
+        metrics: ReaderMetrics,
+        backoff: Backoff,
+    ) -> None:
         self.source = source
         self.delivery = delivery
         self.dead_letters = dead_letters
@@ -146,7 +155,9 @@ class Reader:
         for pid in partitions:
             if pid not in self.lanes:
                 self.lanes[pid] = Lane(pid, self)
-        log.info("partitions assigned", extra={"partitions": [f"{p.topic}-{p.partition}" for p in partitions]})
+        log.info(
+            "partitions assigned", extra={"partitions": [f"{p.topic}-{p.partition}" for p in partitions]}
+        )
 
     async def on_revoked(self, partitions: Sequence[PartitionId]) -> Mapping[PartitionId, int]:
         lanes = [self.lanes.pop(p) for p in partitions if p in self.lanes]
@@ -193,7 +204,9 @@ class Reader:
             lane = self.lanes.get(r.partition)
             if lane is None:  # a source that does not announce partitions (files)
                 lane = self.lanes[r.partition] = Lane(r.partition, self)
-            lane.add(make_entry(r, system=system, encoding=policy.encoding, max_bytes=policy.max_message_bytes))
+            lane.add(
+                make_entry(r, system=system, encoding=policy.encoding, max_bytes=policy.max_message_bytes)
+            )
 
     def _all_answered(self) -> bool:
         return all(not lane.pending and lane.in_flight == 0 for lane in self.lanes.values())
@@ -264,4 +277,7 @@ class Reader:
             lane.cancel()
         self.lanes.clear()
         await self.source.close(final)
-        log.info("input reader stopped", extra={"committed": {f"{p.topic}-{p.partition}": o for p, o in final.items()}})
+        log.info(
+            "input reader stopped",
+            extra={"committed": {f"{p.topic}-{p.partition}": o for p, o in final.items()}},
+        )

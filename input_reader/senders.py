@@ -121,8 +121,12 @@ class Delivery:
                     self.app_reachable = False
                 log.warning(
                     "batch not delivered, will retry",
-                    extra={"error": exc.reason, "messages": len(entries), "attempt": attempt,
-                           "first_id": entries[0].id},
+                    extra={
+                        "error": exc.reason,
+                        "messages": len(entries),
+                        "attempt": attempt,
+                        "first_id": entries[0].id,
+                    },
                 )
                 await asyncio.sleep(self.backoff.delay(waits))
 

@@ -7,13 +7,14 @@ import asyncio
 import logging
 import sys
 
+from streampod.sinks import FileSink, KafkaSink, Sink
+
 from streampod import logs, ops
 from streampod.backoff import Backoff
 from streampod.client import ContractClient
 from streampod.errors import ConfigError
 from streampod.metrics import ReaderMetrics
 from streampod.settings import InputReaderSettings, load
-from streampod.sinks import FileSink, KafkaSink, Sink
 from streampod.source import Source
 
 from .deadletter import DeadLetters
@@ -74,8 +75,9 @@ async def serve(s: InputReaderSettings) -> int:
     await dlq_sink.start()
     stop = asyncio.Event()
     ops.stop_on_signals(stop)
-    async with ContractClient(str(s.app_url), timeout_s=s.request_timeout_s,
-                              max_connections=s.max_in_flight_batches * 2) as client:
+    async with ContractClient(
+        str(s.app_url), timeout_s=s.request_timeout_s, max_connections=s.max_in_flight_batches * 2
+    ) as client:
         sender: Sender = (
             BatchSender(client) if s.delivery_mode == "batch" else SingleSender(client, str(s.app_url))
         )

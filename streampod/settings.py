@@ -260,6 +260,16 @@ def describe(model: type[BaseSettings]) -> list[tuple[str, str, str, str]]:
     rows = []
     for name, field in model.model_fields.items():
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        ann = str(field.annotation).replace("typing.", "").replace("pathlib.", "")
-        rows.append((env_name(name), ann, default, field.description or ""))
+        rows.append((env_name(name), _type_name(field.annotation), default, field.description or ""))
     return rows
+
+
+def _type_name(ann: Any) -> str:
+    if ann == tuple[str, ...]:
+        return "comma-separated list"
+    if isinstance(ann, type):
+        return ann.__name__
+    text = str(ann)
+    for noise in ("typing.", "pathlib.", "pydantic.types.", "pydantic.networks."):
+        text = text.replace(noise, "")
+    return text.replace("Optional[", "None | ").replace("]]", "]") if "Optional[" in text else text

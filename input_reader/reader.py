@@ -51,6 +51,8 @@ class Lane:
         self.pending: deque[Entry] = deque()
         self.in_flight = 0
         self.commit_point: int | None = None
+        #: One past the highest offset taken for sending; the commit point once nothing is pending.
+        self.taken_high = 0
         self.paused = False
         #: Set: take no new batch (draining, or revoked); what is pending is given back.
         self.closing = False
@@ -108,7 +110,9 @@ class Lane:
                 self._after_batch(batch)
 
     def _after_batch(self, batch: Sequence[Entry]) -> None:
-        self.commit_point = self.pending[0].record.offset if self.pending else batch[-1].record.offset + 1
+        # Retried entries go back to the front of ``pending``, so its head is the first unanswered record.
+        self.taken_high = max(self.taken_high, batch[-1].record.offset + 1)
+        self.commit_point = self.pending[0].record.offset if self.pending else self.taken_high
         if self.paused and self.buffered <= self.reader.policy.max_buffered_per_partition // 2:
             self.paused = False
             self.reader.source.resume([self.pid])

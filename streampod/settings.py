@@ -172,6 +172,8 @@ class AppSettings(_Base):
     request_timeout_s: float = Field(default=60.0, gt=0)
     input_schema: Path | None = None
     """A JSON Schema file that every input value must satisfy (invalid: reject with the reason)."""
+    app_concurrency: int = Field(default=1, ge=1, le=64)
+    """Batches the user's code works on at once (threads for sync code); 1 is safe for any code."""
 
 
 class OutputWriterSettings(_Base, KafkaConnection):

@@ -1,0 +1,259 @@
+"""Running the user's code over one batch: decode, validate, call, turn answers into output records.
+
+A sync user function runs for the whole batch in ONE worker-thread hop, so the event loop (and
+with it /healthz and the forwarding of other batches) stays responsive while a model computes.
+Each message ends as an Outcome: ``ok`` with its output records, or ``reject`` / ``retry`` with a
+reason. One message failing never fails the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+from streampod import contract
+from streampod.errors import ContractError
+
+from ._loader import UserApp
+from ._message import AS_INPUT, Message, Output, Reject, Retry
+
+log = logging.getLogger(__name__)
+
+#: Headers every output carries so that a comparison tool can pair outputs with their inputs.
+H_SOURCE_ID = "streampod-source-id"
+H_SOURCE_TOPIC = "streampod-source-topic"
+H_SOURCE_PARTITION = "streampod-source-partition"
+H_SOURCE_OFFSET = "streampod-source-offset"
+H_SOURCE_TIMESTAMP = "streampod-source-timestamp"
+
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_PAYLOAD_IN_LOGS = 1000
+
+
+@dataclass(slots=True)
+class OutRecord:
+    """One output on its way to the output writer; ``value`` is JSON bytes for encoding json."""
+
+    id: str
+    key: str | None
+    value: bytes | str | None
+    encoding: contract.Encoding
+    headers: dict[str, str]
+    topic: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        value: Any = self.value
+        if self.encoding == "json" and value is not None:
+            value = orjson.Fragment(value)  # already encoded once, in the worker thread
+        out = {"id": self.id, "key": self.key, "value": value, "encoding": self.encoding, "headers": self.headers}
+        if self.topic is not None:
+            out["topic"] = self.topic
+        return out
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: contract.Status = "ok"
+    error: str | None = None
+    outputs: list[OutRecord] = field(default_factory=list)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+class BatchRun:
+    """The state of one batch through the user's code: one Outcome per input message."""
+
+    def __init__(self, user: UserApp, batch: Sequence[contract.Message], *, log_payloads: bool) -> None:
+        self.user = user
+        self.batch = batch
+        self.outcomes = [Outcome() for _ in batch]
+        self.log_payloads = log_payloads
+
+    def prepare(self) -> list[tuple[int, Message]]:
+        """Decode and validate every message; those that fail are answered here, the rest returned."""
+        ready = []
+        validate = self.user.validate
+        for i, m in enumerate(self.batch):
+            try:
+                value = contract.decode_value(m.value, m.encoding)
+                if validate is not None:
+                    value = validate(value)
+            except ContractError as exc:
+                self._set(i, "reject", str(exc))
+                continue
+            except Reject as exc:
+                self._set(i, "reject", exc.reason)
+                continue
+            ready.append((i, Message(m.id, m.key, value, m.headers, m.source)))
+        return ready
+
+    def fail(self, i: int, exc: BaseException) -> None:
+        if isinstance(exc, Reject):
+            self._set(i, "reject", exc.reason)
+        elif isinstance(exc, Retry):
+            self._set(i, "retry", exc.reason)
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+            self._set(i, "reject", reason)
+            m = self.batch[i]
+            extra: dict[str, Any] = {"id": m.id, "error": reason}
+            if m.source is not None:
+                extra.update(topic=m.source.topic, partition=m.source.partition, offset=m.source.offset)
+            if self.log_payloads:
+                extra["value"] = repr(m.value)[:_PAYLOAD_IN_LOGS]
+            log.warning("the app's code raised; message rejected", extra=extra, exc_info=exc)
+
+    def finish(self, i: int, result: Any) -> None:
+        """Record what the user's code answered for message ``i``."""
+        if isinstance(result, BaseException):
+            self.fail(i, result)
+            return
+        try:
+            self.outcomes[i].outputs = self._records(i, result)
+        except Exception as exc:  # an answer that cannot be sent: a value orjson cannot encode, ...
+            self.fail(i, exc)
+
+    def finish_batch(self, ready: list[tuple[int, Message]], results: Any) -> None:
+        if not isinstance(results, (list, tuple)) or len(results) != len(ready):
+            got = f"{len(results)} results" if isinstance(results, (list, tuple)) else type(results).__name__
+            err = TypeError(f"process_batch must return a list of one entry per message: got {got} for {len(ready)}")
+            for i, _ in ready:
+                self.fail(i, err)
+            return
+        for (i, _), result in zip(ready, results, strict=True):
+            self.finish(i, result)
+
+    def _set(self, i: int, status: contract.Status, error: str) -> None:
+        o = self.outcomes[i]
+        o.status, o.error, o.outputs = status, error, []
+
+    def _records(self, i: int, result: Any) -> list[OutRecord]:
+        if result is None:
+            return []
+        items = result if isinstance(result, (list, tuple)) else (result,)
+        m = self.batch[i]
+        return [self._record(m, f"{m.id}:{n}", item) for n, item in enumerate(items)]
+
+    def _record(self, m: contract.Message, out_id: str, item: Any) -> OutRecord:
+        out = item if isinstance(item, Output) else Output(item)
+        key = m.key if out.key is AS_INPUT else out.key
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"Output key must be a str or None, not {type(key).__name__}")
+        if out.topic is not None and not isinstance(out.topic, str):
+            raise TypeError(f"Output topic must be a str or None, not {type(out.topic).__name__}")
+        headers = dict(m.headers if out.headers is None else out.headers)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise TypeError("Output headers must map str to str")
+        headers[H_SOURCE_ID] = m.id
+        src = m.source
+        if src is not None:
+            headers[H_SOURCE_TOPIC] = src.topic
+            headers[H_SOURCE_PARTITION] = str(src.partition)
+            headers[H_SOURCE_OFFSET] = str(src.offset)
+            if src.timestamp is not None:
+                headers[H_SOURCE_TIMESTAMP] = str(src.timestamp)
+        value, encoding = _encode(out.value, out.encoding)
+        return OutRecord(out_id, key, value, encoding, headers, out.topic)
+
+
+def _encode(value: Any, encoding: contract.Encoding | None) -> tuple[bytes | str | None, contract.Encoding]:
+    if encoding is None:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            encoding = "base64"
+        elif isinstance(value, str):
+            encoding = "text"
+        else:
+            encoding = "json"
+    if value is None:
+        return None, encoding
+    if encoding == "json":
+        return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS), "json"
+    if encoding == "text":
+        if not isinstance(value, str):
+            raise TypeError(f"an Output with encoding 'text' needs a str value, not {type(value).__name__}")
+        return value, "text"
+    if encoding == "base64":
+        if isinstance(value, str):
+            value = value.encode()
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"an Output with encoding 'base64' needs bytes, not {type(value).__name__}")
+        return base64.b64encode(value).decode("ascii"), "base64"
+    raise ValueError(f"unknown Output encoding {encoding!r}")
+
+
+def _each_sync(run: BatchRun) -> None:
+    fn = run.user.process
+    assert fn is not None
+    for i, msg in run.prepare():
+        try:
+            result = fn(msg)
+        except Exception as exc:
+            run.fail(i, exc)
+            continue
+        run.finish(i, result)
+
+
+def _batch_sync(run: BatchRun) -> None:
+    fn = run.user.process_batch
+    assert fn is not None
+    ready = run.prepare()
+    if not ready:
+        return
+    try:
+        results = fn([msg for _, msg in ready])
+    except Exception as exc:
+        for i, _ in ready:
+            run.fail(i, exc)
+        return
+    run.finish_batch(ready, results)
+
+
+async def _each_async(run: BatchRun) -> None:
+    fn = run.user.process
+    assert fn is not None
+    # One at a time, in order: the user's code may keep state and outputs keep per-key order.
+    for i, msg in run.prepare():
+        try:
+            result = await fn(msg)
+        except Exception as exc:
+            run.fail(i, exc)
+            continue
+        run.finish(i, result)
+
+
+async def _batch_async(run: BatchRun) -> None:
+    fn = run.user.process_batch
+    assert fn is not None
+    ready = run.prepare()
+    if not ready:
+        return
+    try:
+        results = await fn([msg for _, msg in ready])
+    except Exception as exc:
+        for i, _ in ready:
+            run.fail(i, exc)
+        return
+    run.finish_batch(ready, results)
+
+
+async def run_user_code(
+    user: UserApp, batch: Sequence[contract.Message], *, log_payloads: bool = False
+) -> list[Outcome]:
+    """One Outcome per message of ``batch``, in order."""
+    run = BatchRun(user, batch, log_payloads=log_payloads)
+    if user.is_async:
+        await (_batch_async(run) if user.process_batch is not None else _each_async(run))
+    else:
+        await asyncio.to_thread(_batch_sync if user.process_batch is not None else _each_sync, run)
+    return run.outcomes

@@ -1,0 +1,1 @@
+pytest_plugins = ["streampod.pytest_kafka"]

@@ -43,8 +43,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def kafka_env(kafka_broker: LocalKafka) -> Callable[..., dict[str, dict[str, str]]]:
     """Settings for a Kafka-to-Kafka stage: reader and writer environments."""
 
-    def make(topic_in: str, topic_out: str, *, group: str | None = None, dlq: str | None = None,
-             reader: dict[str, str] | None = None, writer: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    def make(
+        topic_in: str,
+        topic_out: str,
+        *,
+        group: str | None = None,
+        dlq: str | None = None,
+        reader: dict[str, str] | None = None,
+        writer: dict[str, str] | None = None,
+    ) -> dict[str, dict[str, str]]:
         boot = kafka_broker.bootstrap_servers
         return {
             "reader_env": {
@@ -54,8 +61,11 @@ def kafka_env(kafka_broker: LocalKafka) -> Callable[..., dict[str, dict[str, str
                 **({"STREAMPOD_DEAD_LETTER_TOPIC": dlq} if dlq else {}),
                 **(reader or {}),
             },
-            "writer_env": {"STREAMPOD_KAFKA_BOOTSTRAP_SERVERS": boot, "STREAMPOD_OUTPUT_TOPIC": topic_out,
-                           **(writer or {})},
+            "writer_env": {
+                "STREAMPOD_KAFKA_BOOTSTRAP_SERVERS": boot,
+                "STREAMPOD_OUTPUT_TOPIC": topic_out,
+                **(writer or {}),
+            },
         }
 
     return make

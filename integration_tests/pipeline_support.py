@@ -41,8 +41,12 @@ def keyed_values(n: int, keys: int) -> list[tuple[str, dict]]:  # type: ignore[t
     return out
 
 
-def produce(bootstrap: str, topic: str, items: Iterable[tuple[str | None, bytes | dict]],  # type: ignore[type-arg]
-            headers: Sequence[tuple[str, bytes]] | None = None) -> int:
+def produce(
+    bootstrap: str,
+    topic: str,
+    items: Iterable[tuple[str | None, bytes | dict]],  # type: ignore[type-arg]
+    headers: Sequence[tuple[str, bytes]] | None = None,
+) -> int:
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
     n = 0
     for key, value in items:
@@ -61,8 +65,14 @@ def produce(bootstrap: str, topic: str, items: Iterable[tuple[str | None, bytes 
 
 def read_all(bootstrap: str, topics: Sequence[str], expected: int, timeout: float) -> list[Out]:
     """Read from the start until ``expected`` records arrived (or the time is up), then a little more."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"verify-{time.time_ns()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"verify-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     c.subscribe(list(topics))
     out: list[Out] = []
     deadline = time.monotonic() + timeout
@@ -74,8 +84,16 @@ def read_all(bootstrap: str, topics: Sequence[str], expected: int, timeout: floa
                 if m.error():
                     continue
                 key = m.key()
-                out.append(Out(m.topic(), m.partition(), m.offset(), None if key is None else key.decode(),
-                               m.value(), {k: v or b"" for k, v in m.headers() or []}))
+                out.append(
+                    Out(
+                        m.topic(),
+                        m.partition(),
+                        m.offset(),
+                        None if key is None else key.decode(),
+                        m.value(),
+                        {k: v or b"" for k, v in m.headers() or []},
+                    )
+                )
             if len(out) >= expected:
                 # Linger briefly so that unexpected extra records (duplicates) are seen too.
                 quiet_until = quiet_until or time.monotonic() + 2

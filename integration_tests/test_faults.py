@@ -44,8 +44,10 @@ def test_kill_9_of_each_container_mid_stream_loses_nothing(kafka_broker, topic_f
     producer.join(60)
     outputs = read_all(boot, [t_out], len(inputs), timeout=180)
     dups = check_complete_and_ordered(outputs, inputs)
-    print(f"\nkill -9 of app, output writer and input reader: {len(inputs)} inputs, "
-          f"{len(outputs)} outputs, {dups} duplicate(s) ({100 * dups / len(inputs):.1f} %)")
+    print(
+        f"\nkill -9 of app, output writer and input reader: {len(inputs)} inputs, "
+        f"{len(outputs)} outputs, {dups} duplicate(s) ({100 * dups / len(inputs):.1f} %)"
+    )
 
 
 def test_broker_stopped_for_seconds_mid_stream_loses_nothing(kafka_broker, topic_factory, kafka_env, stage_factory):

@@ -55,8 +55,12 @@ def test_sidecars_with_an_app_that_uses_only_the_standard_library(
     t_in, t_out = topic_factory(3, "in"), topic_factory(3, "out")
     env = kafka_env(t_in, t_out, reader={"STREAMPOD_DELIVERY_MODE": mode})
     stage = stage_factory(app_argv=[sys.executable, str(STDLIB_APP)], **env)
-    stage["app"].env.update(APP_PORT=str(stage.ports.app), OPS_PORT=str(stage.ports.app_ops), MODE=mode,
-                            OUTPUT_URL=f"http://127.0.0.1:{stage.ports.writer}")
+    stage["app"].env.update(
+        APP_PORT=str(stage.ports.app),
+        OPS_PORT=str(stage.ports.app_ops),
+        MODE=mode,
+        OUTPUT_URL=f"http://127.0.0.1:{stage.ports.writer}",
+    )
     inputs = keyed_values(600, keys=30)
     produce(boot, t_in, inputs)
     stage.start()
@@ -70,8 +74,13 @@ def test_app_failing_with_500_for_a_while_loses_nothing(kafka_broker, topic_fact
     t_in, t_out = topic_factory(2, "in"), topic_factory(2, "out")
     env = kafka_env(t_in, t_out)
     stage = stage_factory(app_argv=[sys.executable, str(STDLIB_APP)], **env)
-    stage["app"].env.update(APP_PORT=str(stage.ports.app), OPS_PORT=str(stage.ports.app_ops), MODE="batch",
-                            FAIL_SECONDS="3", OUTPUT_URL=f"http://127.0.0.1:{stage.ports.writer}")
+    stage["app"].env.update(
+        APP_PORT=str(stage.ports.app),
+        OPS_PORT=str(stage.ports.app_ops),
+        MODE="batch",
+        FAIL_SECONDS="3",
+        OUTPUT_URL=f"http://127.0.0.1:{stage.ports.writer}",
+    )
     inputs = keyed_values(300, keys=20)
     produce(boot, t_in, inputs)
     stage.start()
@@ -109,9 +118,7 @@ def test_rejected_and_failing_messages_go_to_the_dead_letter_topic(
     assert stage["input-reader"].alive() and stage["app"].alive()
 
 
-def test_bad_input_is_dead_lettered_at_the_reader_with_a_reason(
-    kafka_broker, topic_factory, kafka_env, stage_factory
-):
+def test_bad_input_is_dead_lettered_at_the_reader_with_a_reason(kafka_broker, topic_factory, kafka_env, stage_factory):
     boot = kafka_broker.bootstrap_servers
     t_in, t_out, t_dlq = topic_factory(1, "in"), topic_factory(1, "out"), topic_factory(1, "dlq")
     env = kafka_env(t_in, t_out, dlq=t_dlq, reader={"STREAMPOD_MAX_MESSAGE_BYTES": "10000"})
@@ -134,8 +141,11 @@ def test_bad_input_is_dead_lettered_at_the_reader_with_a_reason(
 def test_malformed_requests_get_a_reason_and_the_server_keeps_running(component, stage_factory, tmp_path):
     stage = stage_factory(
         app_module=str(TRANSFORM_APP),
-        reader_env={"STREAMPOD_INPUT_KIND": "file", "STREAMPOD_INPUT_FILE": str(tmp_path / "none.jsonl"),
-                    "STREAMPOD_EXIT_AT_END": "false"},
+        reader_env={
+            "STREAMPOD_INPUT_KIND": "file",
+            "STREAMPOD_INPUT_FILE": str(tmp_path / "none.jsonl"),
+            "STREAMPOD_EXIT_AT_END": "false",
+        },
         writer_env={"STREAMPOD_OUTPUT_KIND": "file", "STREAMPOD_OUTPUT_FILE": str(tmp_path / "out.jsonl")},
     )
     (tmp_path / "none.jsonl").write_text("")

@@ -8,13 +8,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 import orjson
 import pytest
-
-from streampod.backoff import Backoff
-from streampod.errors import DeliveryError, PeerFailed, PeerUnavailable
 from streampod.input_reader.deadletter import DeadLetters
 from streampod.input_reader.entries import OK, Entry, Outcome
 from streampod.input_reader.reader import Reader, ReaderPolicy
 from streampod.input_reader.senders import Delivery, Sender
+
+from streampod.backoff import Backoff
+from streampod.errors import DeliveryError, PeerFailed, PeerUnavailable
 from streampod.kafka.producer import Delivery as Ack
 from streampod.kafka.producer import OutRecord
 from streampod.metrics import ReaderMetrics
@@ -107,8 +107,9 @@ def records(n: int, partition: PartitionId = P0, value: Callable[[int], bytes] |
     return [InRecord(partition, i, b"k", value(i) if value else orjson.dumps({"i": i})) for i in range(n)]
 
 
-async def run_reader(source: MemorySource, app: ScriptedApp, *, timeout: float = 10.0,
-                     **policy: object) -> tuple[Reader, MemoryDeadLetters]:
+async def run_reader(
+    source: MemorySource, app: ScriptedApp, *, timeout: float = 10.0, **policy: object
+) -> tuple[Reader, MemoryDeadLetters]:
     metrics = ReaderMetrics()
     backoff = Backoff(0.001, 0.005)
     dlq = MemoryDeadLetters()

@@ -61,8 +61,11 @@ class App(BaseHTTPRequestHandler):
         for m in messages:
             value = dict(m["value"], via="stdlib")
             outputs.append({"id": m["id"], "key": m["key"], "value": value, "encoding": "json"})
-        status, reply = post(OUTPUT_URL + "/v1/messages", json.dumps({"messages": outputs}).encode(),
-                             {"Content-Type": "application/json"})
+        status, reply = post(
+            OUTPUT_URL + "/v1/messages",
+            json.dumps({"messages": outputs}).encode(),
+            {"Content-Type": "application/json"},
+        )
         if status != 200:
             self._answer(503, reply)
             return

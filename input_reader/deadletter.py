@@ -13,10 +13,9 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from streampod.kafka.producer import Delivery, OutRecord
-
 from streampod.backoff import Backoff
 from streampod.metrics import ReaderMetrics
+from streampod.sink import Delivery, OutRecord
 
 from .entries import Entry
 

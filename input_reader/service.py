@@ -7,14 +7,13 @@ import asyncio
 import logging
 import sys
 
-from streampod.sinks import FileSink, KafkaSink, Sink
-
 from streampod import logs, ops
 from streampod.backoff import Backoff
 from streampod.client import ContractClient
 from streampod.errors import ConfigError
 from streampod.metrics import ReaderMetrics
 from streampod.settings import InputReaderSettings, load
+from streampod.sinks import FileSink, KafkaSink, Sink
 from streampod.source import Source
 
 from .deadletter import DeadLetters

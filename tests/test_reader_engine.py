@@ -8,16 +8,16 @@ from collections.abc import Callable, Mapping, Sequence
 
 import orjson
 import pytest
+
+from streampod.backoff import Backoff
+from streampod.errors import DeliveryError, PeerFailed, PeerUnavailable
 from streampod.input_reader.deadletter import DeadLetters
 from streampod.input_reader.entries import OK, Entry, Outcome
 from streampod.input_reader.reader import Reader, ReaderPolicy
 from streampod.input_reader.senders import Delivery, Sender
-
-from streampod.backoff import Backoff
-from streampod.errors import DeliveryError, PeerFailed, PeerUnavailable
-from streampod.kafka.producer import Delivery as Ack
-from streampod.kafka.producer import OutRecord
 from streampod.metrics import ReaderMetrics
+from streampod.sink import Delivery as Ack
+from streampod.sink import OutRecord
 from streampod.source import InRecord, PartitionId, PartitionListener, Source
 
 P0 = PartitionId("in", 0)

@@ -7,6 +7,7 @@ stops at once with one message instead of failing later on the first message.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -194,6 +195,15 @@ class OutputWriterSettings(_Base, KafkaConnection):
     @classmethod
     def _topics(cls, v: Any) -> Any:
         return _split(v)
+
+    @field_validator("output_topic", "output_allowed_topics")
+    @classmethod
+    def _legal_topics(cls, v: Any) -> Any:
+        # Kafka's own rule: a bad name would otherwise fail every record at run time, not at start.
+        for name in (v,) if isinstance(v, str) else v or ():
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", name) or name in (".", ".."):
+                raise ValueError(f"{name!r} is not a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)")
+        return v
 
     @model_validator(mode="after")
     def _kind_complete(self) -> OutputWriterSettings:

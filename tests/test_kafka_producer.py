@@ -40,9 +40,7 @@ async def producer() -> AsyncIterator[AsyncProducer]:
 
 
 async def test_send_answers_every_record_in_order(producer: AsyncProducer) -> None:
-    records = [
-        OutRecord(f"topic-{i % 3}", f"k{i}".encode(), f"v{i}".encode(), [("h", b"x")]) for i in range(50)
-    ]
+    records = [OutRecord(f"topic-{i % 3}", f"k{i}".encode(), f"v{i}".encode(), [("h", b"x")]) for i in range(50)]
     records.append(OutRecord("topic-0", None, None))  # a tombstone with no key is a valid record
     deliveries = await producer.send(records)
     assert deliveries == [Delivery(True)] * 51
@@ -71,9 +69,7 @@ async def test_a_full_local_queue_waits_for_room_instead_of_dropping() -> None:
 
 
 async def test_an_unreachable_broker_is_not_ready_and_records_fail_retriable() -> None:
-    p = AsyncProducer(
-        {"bootstrap.servers": f"127.0.0.1:{closed_port()}"}, delivery_timeout_ms=1000, name="nowhere"
-    )
+    p = AsyncProducer({"bootstrap.servers": f"127.0.0.1:{closed_port()}"}, delivery_timeout_ms=1000, name="nowhere")
     await p.start()
     try:
         await wait_until(lambda: "_TRANSPORT" in p.ready()[1] or "_ALL_BROKERS_DOWN" in p.ready()[1])
@@ -88,9 +84,7 @@ async def test_an_unreachable_broker_is_not_ready_and_records_fail_retriable() -
 
 
 async def test_a_fatal_error_recreates_the_producer_and_answers_waiting_sends_retriable() -> None:
-    p = AsyncProducer(
-        {"bootstrap.servers": f"127.0.0.1:{closed_port()}"}, delivery_timeout_ms=60_000, name="fatal"
-    )
+    p = AsyncProducer({"bootstrap.servers": f"127.0.0.1:{closed_port()}"}, delivery_timeout_ms=60_000, name="fatal")
     await p.start()
     try:
         first = p._producer
@@ -109,9 +103,7 @@ async def test_a_fatal_error_recreates_the_producer_and_answers_waiting_sends_re
 
 
 async def test_close_answers_what_could_not_be_delivered() -> None:
-    p = AsyncProducer(
-        {"bootstrap.servers": f"127.0.0.1:{closed_port()}"}, delivery_timeout_ms=60_000, name="closing"
-    )
+    p = AsyncProducer({"bootstrap.servers": f"127.0.0.1:{closed_port()}"}, delivery_timeout_ms=60_000, name="closing")
     await p.start()
     waiting = asyncio.create_task(p.send([OutRecord("t", b"k", b"v")]))
     await asyncio.sleep(0.2)

@@ -21,7 +21,7 @@ class _Same(enum.Enum):
 AS_INPUT: Final = _Same.AS_INPUT
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Message:
     """One input record, its value already decoded.
 

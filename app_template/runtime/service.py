@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="streampod app", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="streampod app", description="Serve the user's code behind HTTP contract v1.")
     parser.add_argument(
         "--app",
         metavar="MODULE",

@@ -49,13 +49,15 @@ def build_sink(s: OutputWriterSettings) -> Sink:
     return KafkaSink(s.librdkafka_config(), delivery_timeout_ms=s.delivery_timeout_ms, linger_ms=s.linger_ms)
 
 
-async def serve(s: OutputWriterSettings) -> int:
+async def serve(s: OutputWriterSettings, *, sink: Sink | None = None, stop: asyncio.Event | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (or until ``stop`` is set, when given), then drain and close."""
     metrics = WriterMetrics()
-    sink = build_sink(s)
+    sink = sink or build_sink(s)
     await sink.start()
     metrics.broker_up.set_function(lambda: 1.0 if sink.ready()[0] else 0.0)
-    stop = asyncio.Event()
-    ops.stop_on_signals(stop)
+    if stop is None:
+        stop = asyncio.Event()
+        ops.stop_on_signals(stop)
     contract = ops.server(create_app(s, sink, metrics), s.writer_host, s.writer_port)
     operations = ops.server(ops.ops_app(metrics.registry, sink.ready), s.ops_host, s.ops_port)
 

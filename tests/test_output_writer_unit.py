@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from streampod import ops
 from streampod.metrics import WriterMetrics
+from streampod.output_writer import service
 from streampod.output_writer.file_sink import FileSink
 from streampod.output_writer.server import create_app, get_settings
 from streampod.settings import OutputWriterSettings, load
@@ -294,3 +295,59 @@ async def test_delivery_failures_map_to_retry_and_reject(tmp_path: Path) -> None
         status, reply = await w.post("/v1/message", b"reject")
         assert (status, reply) == (422, {"status": "reject", "error": "MSG_SIZE_TOO_LARGE: too big"})
         assert w.metrics.messages.labels(status="reject")._value.get() == 2
+
+
+class GatedSink(ScriptedSink):
+    """Holds every write until released, and records the order of events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.events: list[str] = []
+
+    async def write(self, records: Sequence[OutRecord]) -> list[Delivery]:
+        self.entered.set()
+        await self.release.wait()
+        self.events.append("written")
+        return await super().write(records)
+
+    async def close(self) -> None:
+        self.events.append("closed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_stopping_finishes_requests_in_flight_then_closes_the_sink(tmp_path: Path) -> None:
+    port, ops_port = free_port(), free_port()
+    s = settings(tmp_path, writer_port=port, ops_host="127.0.0.1", ops_port=ops_port)
+    sink, stop = GatedSink(), asyncio.Event()
+    serving = asyncio.create_task(service.serve(s, sink=sink, stop=stop))
+    async with aiohttp.ClientSession() as http:
+        for _ in range(500):
+            try:
+                async with http.get(f"http://127.0.0.1:{ops_port}/readyz") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.01)
+
+        async def post() -> tuple[int, Any]:
+            body = orjson.dumps({"messages": [msg("a", 1)]})
+            async with http.post(f"http://127.0.0.1:{port}/v1/messages", data=body) as resp:
+                return resp.status, await resp.json()
+
+        in_flight = asyncio.create_task(post())
+        await asyncio.wait_for(sink.entered.wait(), 10)
+        stop.set()
+        await asyncio.sleep(0.3)
+        assert not serving.done(), "the server stopped with a request in flight"
+        sink.release.set()
+        assert await asyncio.wait_for(in_flight, 10) == (200, {"results": [{"id": "a", "status": "ok"}]})
+    assert await asyncio.wait_for(serving, 15) == 0
+    assert sink.events == ["written", "closed"]

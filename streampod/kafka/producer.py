@@ -253,19 +253,27 @@ class AsyncProducer:
     def _run(self) -> None:
         next_probe = 0.0
         while not self._stop.is_set():
-            if self._fatal is not None:
-                self._recreate()
-            if not self._up and time.monotonic() >= next_probe:
-                self._probe()
-                next_probe = time.monotonic() + _PROBE_EVERY_S
             try:
-                served = self._producer.poll(_POLL_S)
-            except KafkaException as exc:
-                self._on_error(exc.args[0])
-                continue
-            if served and self._room_waiters:
-                self._wake_room_waiters()
+                if self._fatal is not None:
+                    self._recreate()
+                if not self._up and time.monotonic() >= next_probe:
+                    self._probe()
+                    next_probe = time.monotonic() + _PROBE_EVERY_S
+                self._poll()
+            except Exception:
+                # This thread is what answers every send: it must outlive any surprise.
+                log.exception("producer poll thread error", extra={"producer": self._name})
+                time.sleep(_POLL_S)
         self._drain()
+
+    def _poll(self) -> None:
+        try:
+            served = self._producer.poll(_POLL_S)
+        except KafkaException as exc:
+            self._on_error(exc.args[0])
+            return
+        if served and self._room_waiters:
+            self._wake_room_waiters()
 
     def _delivered(self, batch: _Batch, index: int, err: KafkaError | None, _msg: Any) -> None:
         if err is None:
@@ -329,11 +337,13 @@ class AsyncProducer:
             return
         # Purged records get their delivery reports (retriable) from this flush; anything the old
         # instance never reports is answered below, so no send waits on a dead producer.
-        old.purge()
-        old.flush(1.0)
         retry = Delivery(False, f"producer recreated after fatal error {err.name()}")
-        for batch in waiting:
-            batch.settle_rest(retry)
+        try:
+            old.purge()
+            old.flush(1.0)
+        finally:
+            for batch in waiting:
+                batch.settle_rest(retry)
 
     def _drain(self) -> None:
         producer = self._producer

@@ -56,7 +56,9 @@ class FileSource(Source):
         return records
 
     def _record(self, line: bytes) -> InRecord:
-        key, value, headers = None, line, None
+        key: bytes | None = None
+        value: bytes | None = line
+        headers = None
         try:
             doc = orjson.loads(line)
         except orjson.JSONDecodeError:

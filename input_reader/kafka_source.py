@@ -47,14 +47,20 @@ def consumer_config(connection: Mapping[str, str], group: str, auto_offset_reset
     }
 
 
+def _header_bytes(value: str | bytes | None) -> bytes:
+    return value.encode() if isinstance(value, str) else value or b""
+
+
 def to_record(msg: KafkaMessage) -> InRecord:
     ts_type, ts = msg.timestamp()
+    raw = msg.headers() or ()
+    pairs = raw.items() if isinstance(raw, dict) else raw
     return InRecord(
         partition=PartitionId(msg.topic() or "", msg.partition() or 0),
         offset=msg.offset() or 0,
         key=msg.key(),
         value=msg.value(),
-        headers=[(k, v or b"") for k, v in msg.headers() or ()],
+        headers=[(k, _header_bytes(v)) for k, v in pairs],
         timestamp=ts if ts_type != 0 else None,
     )
 

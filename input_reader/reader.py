@@ -99,9 +99,7 @@ class Lane:
                     await self.reader.process(self, batch)
                 except Exception:
                     # A bug must not silently stop a partition: give the batch back and go on.
-                    log.exception(
-                        "batch failed unexpectedly; it will be tried again", extra={"lane": str(self.pid)}
-                    )
+                    log.exception("batch failed unexpectedly; it will be tried again", extra={"lane": str(self.pid)})
                     self.requeue(batch)
                     await asyncio.sleep(1.0)
                 finally:
@@ -159,9 +157,7 @@ class Reader:
         for pid in partitions:
             if pid not in self.lanes:
                 self.lanes[pid] = Lane(pid, self)
-        log.info(
-            "partitions assigned", extra={"partitions": [f"{p.topic}-{p.partition}" for p in partitions]}
-        )
+        log.info("partitions assigned", extra={"partitions": [f"{p.topic}-{p.partition}" for p in partitions]})
 
     async def on_revoked(self, partitions: Sequence[PartitionId]) -> Mapping[PartitionId, int]:
         lanes = [self.lanes.pop(p) for p in partitions if p in self.lanes]
@@ -208,9 +204,7 @@ class Reader:
             lane = self.lanes.get(r.partition)
             if lane is None:  # a source that does not announce partitions (files)
                 lane = self.lanes[r.partition] = Lane(r.partition, self)
-            lane.add(
-                make_entry(r, system=system, encoding=policy.encoding, max_bytes=policy.max_message_bytes)
-            )
+            lane.add(make_entry(r, system=system, encoding=policy.encoding, max_bytes=policy.max_message_bytes))
 
     def _all_answered(self) -> bool:
         return all(not lane.pending and lane.in_flight == 0 for lane in self.lanes.values())

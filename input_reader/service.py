@@ -11,9 +11,10 @@ from streampod import logs, ops
 from streampod.backoff import Backoff
 from streampod.client import ContractClient
 from streampod.errors import ConfigError
+from streampod.file_sink import FileSink
 from streampod.metrics import ReaderMetrics
 from streampod.settings import InputReaderSettings, load
-from streampod.sinks import FileSink, KafkaSink, Sink
+from streampod.sink import Sink
 from streampod.source import Source
 
 from .deadletter import DeadLetters
@@ -48,6 +49,9 @@ def build_source(s: InputReaderSettings, metrics: ReaderMetrics) -> Source:
 def build_dead_letter_sink(s: InputReaderSettings) -> Sink:
     if s.input_kind == "file":
         return FileSink(s.dead_letter_destination)
+    # Imported here: a file-only reader never loads confluent-kafka.
+    from streampod.kafka.sink import KafkaSink
+
     return KafkaSink(s.librdkafka_config(), name="dead-letter")
 
 
@@ -77,9 +81,7 @@ async def serve(s: InputReaderSettings) -> int:
     async with ContractClient(
         str(s.app_url), timeout_s=s.request_timeout_s, max_connections=s.max_in_flight_batches * 2
     ) as client:
-        sender: Sender = (
-            BatchSender(client) if s.delivery_mode == "batch" else SingleSender(client, str(s.app_url))
-        )
+        sender: Sender = BatchSender(client) if s.delivery_mode == "batch" else SingleSender(client, str(s.app_url))
         delivery = Delivery(sender, backoff, s.retry_max_attempts, metrics)
         dead_letters = DeadLetters(dlq_sink, s.dead_letter_destination, source.system, backoff, metrics)
         reader = Reader(source, delivery, dead_letters, policy(s), metrics, backoff)

@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 def build_sink(s: OutputWriterSettings) -> Sink:
     # Imported here so that a file-only writer does not need the [kafka] extra.
     if s.output_kind == "file":
-        from .file_sink import FileSink
+        from streampod.file_sink import FileSink
 
         assert s.output_file is not None
         return FileSink(s.output_file)
-    from .kafka_sink import KafkaSink
+    from streampod.kafka.sink import KafkaSink
 
     return KafkaSink(s.librdkafka_config(), delivery_timeout_ms=s.delivery_timeout_ms, linger_ms=s.linger_ms)
 

@@ -32,9 +32,7 @@ class ContractClient:
 
     async def __aenter__(self) -> ContractClient:
         connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, raise_for_status=False
-        )
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, raise_for_status=False)
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -49,9 +47,7 @@ class ContractClient:
 
     async def send_batch(self, body: bytes, ids: Sequence[str]) -> dict[str, Result]:
         """POST a contract v1 batch; the result for every id, or a DeliveryError for the whole batch."""
-        status, reply = await self._post(
-            self.base_url + MESSAGES_PATH, body, {"Content-Type": "application/json"}
-        )
+        status, reply = await self._post(self.base_url + MESSAGES_PATH, body, {"Content-Type": "application/json"})
         if status != 200:
             raise batch_error(status, reply)
         try:

@@ -11,18 +11,12 @@ class ReaderMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.messages_in = Counter(
-            "streampod_reader_messages_in", "Messages read from the source", registry=r
-        )
-        self.messages_ok = Counter(
-            "streampod_reader_messages_ok", "Messages the app answered ok for", registry=r
-        )
+        self.messages_in = Counter("streampod_reader_messages_in", "Messages read from the source", registry=r)
+        self.messages_ok = Counter("streampod_reader_messages_ok", "Messages the app answered ok for", registry=r)
         self.messages_retried = Counter(
             "streampod_reader_messages_retried", "Message deliveries tried again", ["reason"], registry=r
         )
-        self.messages_rejected = Counter(
-            "streampod_reader_messages_rejected", "Messages the app rejected", registry=r
-        )
+        self.messages_rejected = Counter("streampod_reader_messages_rejected", "Messages the app rejected", registry=r)
         self.dead_lettered = Counter(
             "streampod_reader_messages_dead_lettered",
             "Messages sent to the dead-letter destination",
@@ -44,12 +38,8 @@ class ReaderMetrics:
             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
             registry=r,
         )
-        self.in_flight = Gauge(
-            "streampod_reader_in_flight_messages", "Messages read and not yet answered", registry=r
-        )
-        self.paused = Gauge(
-            "streampod_reader_paused_partitions", "Partitions paused for backpressure", registry=r
-        )
+        self.in_flight = Gauge("streampod_reader_in_flight_messages", "Messages read and not yet answered", registry=r)
+        self.paused = Gauge("streampod_reader_paused_partitions", "Partitions paused for backpressure", registry=r)
         self.lag = Gauge(
             "streampod_reader_consumer_lag",
             "Messages behind the partition end",
@@ -66,9 +56,7 @@ class AppMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.messages = Counter(
-            "streampod_app_messages", "Messages answered, by status", ["status"], registry=r
-        )
+        self.messages = Counter("streampod_app_messages", "Messages answered, by status", ["status"], registry=r)
         self.outputs = Counter("streampod_app_outputs", "Outputs forwarded to the output writer", registry=r)
         self.batch_seconds = Histogram(
             "streampod_app_batch_seconds", "Time to answer a batch", buckets=_LATENCY_BUCKETS, registry=r
@@ -85,9 +73,7 @@ class AppMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.bad_requests = Counter(
-            "streampod_app_bad_requests", "Requests answered 4xx", ["status"], registry=r
-        )
+        self.bad_requests = Counter("streampod_app_bad_requests", "Requests answered 4xx", ["status"], registry=r)
         self.in_flight = Gauge("streampod_app_in_flight_batches", "Batches being processed", registry=r)
 
 
@@ -95,22 +81,14 @@ class WriterMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.messages = Counter(
-            "streampod_writer_messages", "Messages answered, by status", ["status"], registry=r
-        )
+        self.messages = Counter("streampod_writer_messages", "Messages answered, by status", ["status"], registry=r)
         self.delivery_seconds = Histogram(
             "streampod_writer_batch_seconds",
             "Time from receiving a batch to the last delivery report",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.bad_requests = Counter(
-            "streampod_writer_bad_requests", "Requests answered 4xx", ["status"], registry=r
-        )
+        self.bad_requests = Counter("streampod_writer_bad_requests", "Requests answered 4xx", ["status"], registry=r)
         self.unavailable = Counter("streampod_writer_unavailable", "Batches answered 503", registry=r)
-        self.broker_up = Gauge(
-            "streampod_writer_broker_up", "1 while the destination is reachable", registry=r
-        )
-        self.in_flight = Gauge(
-            "streampod_writer_in_flight_messages", "Messages awaiting a delivery report", registry=r
-        )
+        self.broker_up = Gauge("streampod_writer_broker_up", "1 while the destination is reachable", registry=r)
+        self.in_flight = Gauge("streampod_writer_in_flight_messages", "Messages awaiting a delivery report", registry=r)

@@ -35,9 +35,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="streampod run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--input", default="kafka", help="'kafka' (demo, local broker) or 'file:PATH' (JSON lines)"
-    )
+    p.add_argument("--input", default="kafka", help="'kafka' (demo, local broker) or 'file:PATH' (JSON lines)")
     p.add_argument("--output", default="kafka", help="'kafka' (demo) or 'file:PATH'")
     p.add_argument("--app", default=str(TEMPLATE / "app.py"), help="the app: a .py file or module[:attr]")
     p.add_argument(
@@ -113,9 +111,7 @@ def replay(args: argparse.Namespace, workdir: Path) -> int:
         codes = stage.stop()
     outputs = _count_lines(dst)
     dead_count = _count_lines(dead)
-    print(
-        f"streampod: replayed {src.name}: {outputs} output(s) in {dst}, {dead_count} dead letter(s) in {dead}"
-    )
+    print(f"streampod: replayed {src.name}: {outputs} output(s) in {dst}, {dead_count} dead letter(s) in {dead}")
     if any(c not in (0, None) for c in codes.values()):
         print(f"streampod: a process failed: {codes}\n{stage.logs()}", file=sys.stderr)
         return 1
@@ -135,9 +131,7 @@ def demo(args: argparse.Namespace, workdir: Path) -> int:
     expected = len(samples) * args.repeat
     run_id = uuid.uuid4().hex[:6]
     topic_in, topic_out, topic_dlq = f"orders-{run_id}", f"orders-scored-{run_id}", f"orders-{run_id}.dlq"
-    print(
-        "streampod: starting a local Kafka broker (the first run fetches the Kafka jars, a minute or two) …"
-    )
+    print("streampod: starting a local Kafka broker (the first run fetches the Kafka jars, a minute or two) …")
     with LocalKafka(log_dir=workdir / "kafka") as kafka:
         bootstrap = kafka.bootstrap_servers
         print(f"streampod: broker ({kafka.kind}) at {bootstrap}")
@@ -181,8 +175,7 @@ def demo(args: argparse.Namespace, workdir: Path) -> int:
             consumer.close()
             codes = stage.stop()
         print(
-            f"streampod: {seen} of {expected} message(s) came out (outputs and dead letters); "
-            f"processes exited {codes}"
+            f"streampod: {seen} of {expected} message(s) came out (outputs and dead letters); processes exited {codes}"
         )
         return 0 if seen >= expected and all(c == 0 for c in codes.values()) else 1
 

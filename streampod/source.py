@@ -88,4 +88,3 @@ class HasLag(Protocol):
     """Optional ability: a source that knows how far behind each partition is."""
 
     def lag(self) -> Mapping[PartitionId, int]: ...
-

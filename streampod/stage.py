@@ -80,18 +80,14 @@ class Component:
         last = "no answer"
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(
-                    f"{self.name} exited with {self.proc and self.proc.returncode}: {self.log_tail()}"
-                )
+                raise RuntimeError(f"{self.name} exited with {self.proc and self.proc.returncode}: {self.log_tail()}")
             with contextlib.suppress(OSError):
                 status, body = self.get(path)
                 if status == 200:
                     return
                 last = f"{status} {body}"
             time.sleep(0.1)
-        raise TimeoutError(
-            f"{self.name} not answering 200 on {path} within {timeout} s ({last}): {self.log_tail()}"
-        )
+        raise TimeoutError(f"{self.name} not answering 200 on {path} within {timeout} s ({last}): {self.log_tail()}")
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -153,9 +149,7 @@ class LocalStage:
             "output-writer": Component(
                 "output-writer", [*py, "output-writer"], writer, p.writer_ops, workdir / "output-writer.log"
             ),
-            "app": Component(
-                "app", list(app_argv) if app_argv else [*py, "app"], app, p.app_ops, workdir / "app.log"
-            ),
+            "app": Component("app", list(app_argv) if app_argv else [*py, "app"], app, p.app_ops, workdir / "app.log"),
             "input-reader": Component(
                 "input-reader", [*py, "input-reader"], reader, p.reader_ops, workdir / "input-reader.log"
             ),

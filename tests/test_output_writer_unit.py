@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 
 from streampod import ops
+from streampod.file_sink import FileSink
 from streampod.metrics import WriterMetrics
 from streampod.output_writer import service
-from streampod.output_writer.file_sink import FileSink
 from streampod.output_writer.server import create_app, get_settings
 from streampod.settings import OutputWriterSettings, load
 from streampod.sink import Delivery, OutRecord, Sink

@@ -137,7 +137,7 @@ def demo(args: argparse.Namespace, workdir: Path) -> int:
         print(f"streampod: broker ({kafka.kind}) at {bootstrap}")
         for name, parts in ((topic_in, args.partitions), (topic_out, args.partitions), (topic_dlq, 1)):
             create_topic(bootstrap, name, parts)
-        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "log_level": 3})
         for _ in range(args.repeat):
             for s in samples:
                 key = s.get("key")

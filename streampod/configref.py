@@ -6,6 +6,7 @@ The README's table is this command's output; a test checks the two agree.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from streampod.settings import AppSettings, InputReaderSettings, OutputWriterSettings, describe
 
@@ -27,7 +28,22 @@ def markdown() -> str:
     return "\n".join(out)
 
 
+START, END = "<!-- config:start -->", "<!-- config:end -->"
+
+
+def update_readme(text: str) -> str:
+    """``text`` with the part between the config markers replaced by the current reference."""
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}\n{markdown()}{END}{tail}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="streampod config", description=__doc__).parse_args(argv)
-    print(markdown())
+    parser = argparse.ArgumentParser(prog="streampod config", description=__doc__)
+    parser.add_argument("--update", type=Path, metavar="README", help="rewrite the table in this file")
+    args = parser.parse_args(argv)
+    if args.update:
+        args.update.write_text(update_readme(args.update.read_text()))
+    else:
+        print(markdown())
     return 0

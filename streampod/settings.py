@@ -42,10 +42,13 @@ class _Base(BaseSettings):
     model_config = _CONFIG
 
     log_level: LogLevel = "INFO"
+    """Least severe level logged (JSON lines on stdout)."""
     log_payloads: bool = False
     """Log payloads of failed messages (off: logs carry coordinates only)."""
     ops_host: str = "0.0.0.0"  # probes and Prometheus reach this port from outside the pod
+    """Address of the operations port (/healthz, /readyz, /metrics), reachable by probes and Prometheus."""
     ops_port: int = Field(default=9090, ge=1, le=65535)
+    """Port of /healthz, /readyz and /metrics."""
 
 
 class KafkaConnection(BaseSettings):
@@ -54,13 +57,19 @@ class KafkaConnection(BaseSettings):
     model_config = _CONFIG
 
     kafka_bootstrap_servers: str | None = None
+    """Kafka brokers, host:port[,host:port...]."""
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How to talk to the brokers; SASL_* needs KAFKA_SASL_MECHANISM, _USERNAME and a password."""
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """SASL mechanism."""
     kafka_sasl_username: str | None = None
+    """SASL user name."""
     kafka_sasl_password: SecretStr | None = None
+    """SASL password (secret: prefer KAFKA_SASL_PASSWORD_FILE with a mounted Secret)."""
     kafka_sasl_password_file: Path | None = None
     """A file holding the SASL password (a mounted Secret); wins over KAFKA_SASL_PASSWORD."""
     kafka_ssl_ca_location: Path | None = None
+    """CA bundle file to verify the brokers' certificates."""
     kafka_extra_config: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka properties as JSON, e.g. {"fetch.max.bytes": "52428800"}."""
 
@@ -102,7 +111,9 @@ class RetrySettings(BaseSettings):
     model_config = _CONFIG
 
     retry_initial_backoff_ms: int = Field(default=100, ge=1)
+    """First wait before a retry; doubles per attempt (with jitter) up to RETRY_MAX_BACKOFF_MS."""
     retry_max_backoff_ms: int = Field(default=10_000, ge=1)
+    """Longest wait between two retries."""
     retry_max_attempts: int = Field(default=8, ge=1)
     """Attempts for a failing batch (5xx, timeout, contract error) before it is split."""
     message_max_retries: int = Field(default=5, ge=0)
@@ -111,29 +122,42 @@ class RetrySettings(BaseSettings):
 
 class InputReaderSettings(_Base, KafkaConnection, RetrySettings):
     input_kind: Literal["kafka", "file"] = "kafka"
+    """"kafka", or "file" to replay a JSON-lines file (INPUT_FILE) with no broker."""
     input_topics: CommaList = ()
+    """Topics to consume, comma-separated."""
     input_file: Path | None = None
+    """INPUT_KIND=file: the JSON-lines file to read."""
     consumer_group: str | None = None
+    """The Kafka consumer group of this stage."""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    """Where a partition with no committed offset starts."""
     dead_letter_topic: str | None = None
     """Where rejected and retry-exhausted messages go; default "<consumer group>.dlq"."""
     dead_letter_file: Path | None = None
     """File input: where dead letters go; default "<input file>.deadletter.jsonl"."""
 
     app_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8080")
+    """The app container (batch mode: its base URL; single mode: the URL posted to)."""
     delivery_mode: Literal["batch", "single"] = "batch"
     """"batch": contract v1 batches; "single": one raw payload per POST to APP_URL as given."""
     encoding: Encoding = "json"
+    """How payloads travel to the app: "json" (checked and embedded; bad JSON is dead-lettered), "text" or "base64"."""
     batch_max_messages: int = Field(default=500, ge=1)
+    """Most messages in one request to the app."""
     batch_max_bytes: int = Field(default=1_048_576, ge=1024)
+    """Most payload bytes in one request to the app."""
     max_message_bytes: int = Field(default=1_048_576, ge=1)
     """A message larger than this is dead-lettered before it is sent."""
     max_in_flight_batches: int = Field(default=8, ge=1)
+    """Batches at the app at once, across partitions (one per partition at a time)."""
     max_buffered_per_partition: int = Field(default=2000, ge=1)
     """A partition holding more buffered messages than this is paused until half are answered."""
     request_timeout_s: float = Field(default=30.0, gt=0)
+    """How long to wait for an answer before the request counts as failed."""
     commit_interval_ms: int = Field(default=1000, ge=10)
+    """How often answered offsets are committed."""
     drain_timeout_s: float = Field(default=20.0, ge=0)
+    """On SIGTERM or revocation: how long in-flight batches may take to finish."""
     exit_at_end: bool = True
     """File input: stop once the file is read and answered (the replay tool); else keep tailing."""
 
@@ -164,13 +188,19 @@ class InputReaderSettings(_Base, KafkaConnection, RetrySettings):
 
 class AppSettings(_Base):
     ops_port: int = Field(default=9091, ge=1, le=65535)
+    """Port of /healthz, /readyz and /metrics."""
     app_host: str = "127.0.0.1"
+    """Address the contract endpoint binds to (the pod is the trust boundary)."""
     app_port: int = Field(default=8080, ge=1, le=65535)
+    """Port of POST /v1/messages."""
     app_module: str = "app"
     """The user's code: "package.module", "module:attribute" or a path to a .py file."""
     output_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8081")
+    """The output writer container."""
     max_body_bytes: int = Field(default=16 * 1_048_576, ge=1024)
+    """Largest request body accepted; larger ones get 413."""
     request_timeout_s: float = Field(default=60.0, gt=0)
+    """How long to wait for an answer before the request counts as failed."""
     input_schema: Path | None = None
     """A JSON Schema file that every input value must satisfy (invalid: reject with the reason)."""
     app_concurrency: int = Field(default=1, ge=1, le=64)
@@ -179,17 +209,25 @@ class AppSettings(_Base):
 
 class OutputWriterSettings(_Base, KafkaConnection):
     ops_port: int = Field(default=9092, ge=1, le=65535)
+    """Port of /healthz, /readyz and /metrics."""
     writer_host: str = "127.0.0.1"
+    """Address the contract endpoints bind to (the pod is the trust boundary)."""
     writer_port: int = Field(default=8081, ge=1, le=65535)
+    """Port of POST /v1/messages and POST /v1/message."""
     output_kind: Literal["kafka", "file"] = "kafka"
+    """"kafka", or "file" to append JSON lines to OUTPUT_FILE."""
     output_topic: str | None = None
+    """Default destination topic."""
     output_allowed_topics: CommaList = ()
     """Topics a message may name in its "topic" field; any other name falls back to OUTPUT_TOPIC."""
     output_file: Path | None = None
+    """OUTPUT_KIND=file: the JSON-lines file to append to."""
     max_body_bytes: int = Field(default=16 * 1_048_576, ge=1024)
+    """Largest request body accepted; larger ones get 413."""
     delivery_timeout_ms: int = Field(default=30_000, ge=1000)
     """How long librdkafka may try to deliver before a message is answered "retry"."""
     linger_ms: int = Field(default=5, ge=0)
+    """How long the producer waits to fill a batch (librdkafka linger.ms)."""
 
     @field_validator("output_allowed_topics", mode="before")
     @classmethod

@@ -69,3 +69,25 @@ def test_broker_stopped_for_seconds_mid_stream_loses_nothing(kafka_broker, topic
     dups = check_complete_and_ordered(outputs, first + second)
     print(f"\nbroker down for 6 s: 4000 inputs, {len(outputs)} outputs, {dups} duplicate(s)")
     assert all(stage[c].alive() for c in ("input-reader", "app", "output-writer"))
+
+
+def test_rebalance_between_two_readers_loses_nothing_and_keeps_order(
+    kafka_broker, topic_factory, kafka_env, stage_factory
+):
+    """A second stage joins the group mid-stream, then the first is stopped: partitions move twice."""
+    boot = kafka_broker.bootstrap_servers
+    t_in, t_out = topic_factory(4, "in"), topic_factory(4, "out")
+    env = kafka_env(t_in, t_out, group="rebalance", reader={"STREAMPOD_COMMIT_INTERVAL_MS": "200"})
+    inputs = keyed_values(6000, keys=200)
+    first = stage_factory(app_module=str(TRANSFORM_APP), **env)
+    first.start()
+    producer = _produce_slowly(boot, t_in, inputs, seconds=10)
+    time.sleep(3)
+    second = stage_factory(app_module=str(TRANSFORM_APP), **env)
+    second.start()
+    time.sleep(3)
+    assert first.stop()["input-reader"] == 0
+    producer.join(60)
+    outputs = read_all(boot, [t_out], len(inputs), timeout=180)
+    dups = check_complete_and_ordered(outputs, inputs)
+    print(f"\ntwo rebalances: {len(inputs)} inputs, {len(outputs)} outputs, {dups} duplicate(s)")

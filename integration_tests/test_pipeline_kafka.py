@@ -101,6 +101,7 @@ def test_rejected_and_failing_messages_go_to_the_dead_letter_topic(
     for _, v in inputs:
         v["reject"] = v["i"] % 10 == 3
         v["explode"] = v["i"] % 10 == 7
+        v["card"] = "PAYLOAD-MARKER-4242"
     produce(boot, t_in, inputs)
     stage = stage_factory(app_module=str(TRANSFORM_APP), **env)
     stage.start()
@@ -117,6 +118,10 @@ def test_rejected_and_failing_messages_go_to_the_dead_letter_topic(
         assert re.fullmatch(rb"\d+", d.headers["streampod-source-offset"])
         assert d.key == v["key"]
     assert stage["input-reader"].alive() and stage["app"].alive()
+    # Failures are logged with coordinates, never with the payload.
+    logs = "".join(c.log_path.read_text() for c in stage.components.values())
+    assert "dead-lettered" in logs
+    assert "PAYLOAD-MARKER-4242" not in logs
 
 
 def test_bad_input_is_dead_lettered_at_the_reader_with_a_reason(kafka_broker, topic_factory, kafka_env, stage_factory):

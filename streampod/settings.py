@@ -73,15 +73,14 @@ class KafkaConnection(BaseSettings):
     kafka_extra_config: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka properties as JSON, e.g. {"fetch.max.bytes": "52428800"}."""
 
-    @model_validator(mode="after")
-    def _sasl_complete(self) -> KafkaConnection:
-        if self.kafka_security_protocol.startswith("SASL"):
-            missing = [n for n in ("kafka_sasl_mechanism", "kafka_sasl_username") if getattr(self, n) is None]
-            if self.kafka_sasl_password is None and self.kafka_sasl_password_file is None:
-                missing.append("kafka_sasl_password")
-            if missing:
-                raise ValueError(f"required for {self.kafka_security_protocol}: " + ", ".join(missing))
-        return self
+    def kafka_problems(self) -> list[str]:
+        """Cross-field problems; the container's own validator reports them with its own."""
+        if not self.kafka_security_protocol.startswith("SASL"):
+            return []
+        missing = [n for n in ("kafka_sasl_mechanism", "kafka_sasl_username") if getattr(self, n) is None]
+        if self.kafka_sasl_password is None and self.kafka_sasl_password_file is None:
+            missing.append("kafka_sasl_password")
+        return [_required(missing, "kafka_security_protocol", self.kafka_security_protocol)] if missing else []
 
     def librdkafka_config(self) -> dict[str, str]:
         assert self.kafka_bootstrap_servers is not None
@@ -169,14 +168,18 @@ class InputReaderSettings(_Base, KafkaConnection, RetrySettings):
     @model_validator(mode="after")
     def _kind_complete(self) -> InputReaderSettings:
         missing: list[str] = []
+        problems = []
         if self.input_kind == "kafka":
             missing += [n for n in ("kafka_bootstrap_servers", "consumer_group") if getattr(self, n) is None]
             if not self.input_topics:
                 missing.append("input_topics")
+            problems = self.kafka_problems()
         elif self.input_file is None:
             missing.append("input_file")
         if missing:
-            raise ValueError(f"required for INPUT_KIND={self.input_kind}: " + ", ".join(missing))
+            problems.insert(0, _required(missing, "input_kind", self.input_kind))
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -245,12 +248,16 @@ class OutputWriterSettings(_Base, KafkaConnection):
 
     @model_validator(mode="after")
     def _kind_complete(self) -> OutputWriterSettings:
+        problems = []
         if self.output_kind == "kafka":
             missing = [n for n in ("kafka_bootstrap_servers", "output_topic") if getattr(self, n) is None]
+            problems = self.kafka_problems()
         else:
             missing = ["output_file"] if self.output_file is None else []
         if missing:
-            raise ValueError(f"required for OUTPUT_KIND={self.output_kind}: " + ", ".join(missing))
+            problems.insert(0, _required(missing, "output_kind", self.output_kind))
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -291,18 +298,12 @@ def _problems(exc: ValidationError) -> list[str]:
     for err in exc.errors(include_url=False):
         field = str(err["loc"][0]) if err["loc"] else ""
         msg = err["msg"].removeprefix("Value error, ")
-        out.append(f"{env_name(field)}: {msg}" if field else _name_fields(msg))
+        out.append(f"{env_name(field)}: {msg}" if field else msg)
     return out
 
 
-def _name_fields(msg: str) -> str:
-    """Turn field names inside a cross-field message into the variables a user sets."""
-    head, sep, tail = msg.partition(": ")
-    if not sep:
-        return msg
-    names = ", ".join(env_name(n.strip()) for n in tail.split(","))
-    head = head.replace("INPUT_KIND", env_name("input_kind")).replace("OUTPUT_KIND", env_name("output_kind"))
-    return f"{names}: {head}"
+def _required(fields: list[str], because: str, value: str) -> str:
+    return f"{', '.join(env_name(f) for f in fields)}: required when {env_name(because)}={value}"
 
 
 def describe(model: type[BaseSettings]) -> list[tuple[str, str, str, str]]:

@@ -49,6 +49,7 @@ class Component:
     _log: IO[bytes] | None = None
 
     def start(self) -> None:
+        self.close()  # a restart re-opens the log
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -98,6 +99,7 @@ class Component:
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
+            self._log = None
 
 
 class LocalStage:

@@ -29,8 +29,12 @@ log = logging.getLogger(__name__)
 _REVOKE_GRACE_S = 5.0
 
 
-def consumer_config(connection: Mapping[str, str], group: str, auto_offset_reset: str) -> dict[str, Any]:
+def consumer_config(
+    connection: Mapping[str, str], group: str, auto_offset_reset: str, instance_id: str | None = None
+) -> dict[str, Any]:
+    static = {"group.instance.id": instance_id} if instance_id else {}
     return {
+        **static,
         **connection,
         "group.id": group,
         # Offsets are committed by the reader, only for what the app has answered for.

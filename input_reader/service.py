@@ -42,7 +42,7 @@ def build_source(s: InputReaderSettings, metrics: ReaderMetrics) -> Source:
         assert s.input_file is not None
         return FileSource(s.input_file, follow=not s.exit_at_end)
     assert s.consumer_group is not None
-    conf = consumer_config(s.librdkafka_config(), s.consumer_group, s.auto_offset_reset)
+    conf = consumer_config(s.librdkafka_config(), s.consumer_group, s.auto_offset_reset, s.group_instance_id)
     return KafkaSource(conf, s.input_topics, metrics, revoke_timeout_s=s.drain_timeout_s)
 
 

@@ -7,7 +7,6 @@ import asyncio
 import http.server
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,14 +22,10 @@ import aiohttp
 import orjson
 import pytest
 
+from streampod.stage import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE_APP = "app_template/python/app.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -431,6 +431,8 @@ class AppSettings(_Base):
     """A JSON Schema file that every input value must satisfy (invalid: reject with the reason)."""
     app_concurrency: int = Field(default=1, ge=1, le=64)
     """Batches the user's code works on at once (threads for sync code); 1 is safe for any code."""
+    model_path: Path | None = None
+    """The model the app's setup(settings) loads (sklearn, pyspark templates); unset: the model/ beside app.py."""
 
 
 class OutputWriterSettings(_Base, KafkaConnection, EventHubConnection):

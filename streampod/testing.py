@@ -107,7 +107,7 @@ class AppHarness:
         # One loop for the harness's life: objects made by an async setup() stay usable.
         self._runner = asyncio.Runner()
         self._finalizer = weakref.finalize(self, self._runner.close)
-        self._runner.run(self.user.run_setup())
+        self._runner.run(self.user.run_setup(self.settings))
 
     @property
     def module(self) -> ModuleType:

@@ -252,6 +252,24 @@ def test_async_process_and_async_setup(harness: Callable[..., AppHarness]) -> No
     assert [r.value for r in app.send([{"value": 1}, {"value": 2}])] == [3, 6]
 
 
+def test_setup_with_one_parameter_gets_the_settings(harness: Callable[..., AppHarness], tmp_path: Path) -> None:
+    (tmp_path / "factor.txt").write_text("4")
+    app = harness(
+        """
+        from pathlib import Path
+        MODEL = {}
+
+        def setup(settings):
+            MODEL["factor"] = int(Path(settings.model_path, "factor.txt").read_text())
+
+        def process(message):
+            return message.value * MODEL["factor"]
+        """,
+        model_path=tmp_path,
+    )
+    assert app.send_one(2).value == 8
+
+
 def test_input_schema_rejects_naming_the_field(harness: Callable[..., AppHarness]) -> None:
     app = harness(
         """

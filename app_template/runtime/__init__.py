@@ -15,8 +15,9 @@ key, headers, topic or encoding), a list of them (0..n outputs), or None (no out
 ``Reject`` for a message that can never succeed, ``Retry`` for one that may succeed later; any
 other exception rejects that message only. ``process_batch(messages)`` returns one such entry per
 message (an exception instance counts as raised). Optional: ``setup()`` (run once before serving;
-may be async), ``INPUT_SCHEMA`` (a JSON Schema dict) or ``InputModel`` (a pydantic model: your
-code then gets the instance as ``message.value``). Test it with ``streampod.testing.AppHarness``.
+may be async; ``setup(settings)`` gets the AppSettings, e.g. ``settings.model_path``),
+``INPUT_SCHEMA`` (a JSON Schema dict) or ``InputModel`` (a pydantic model: your code then gets
+the instance as ``message.value``). Test it with ``streampod.testing.AppHarness``.
 """
 
 from ._message import Message, Output, Reject, Retry

@@ -1,7 +1,7 @@
 """Finding the user's code: a module, ``package.module:attribute`` or a path to a .py file.
 
 The hooks are looked up once, at start: ``process(message)`` or ``process_batch(messages)``,
-optionally ``setup()``, ``INPUT_SCHEMA`` and ``InputModel``. A name that cannot be found is a
+optionally ``setup()`` (or ``setup(settings)``), ``INPUT_SCHEMA`` and ``InputModel``. A name that cannot be found is a
 ConfigError (exit 2: the deployment is wrong); an exception raised while importing the user's
 module is the user's code failing and propagates as it is (exit 1, with its traceback).
 """
@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from streampod.errors import ConfigError
+from streampod.settings import AppSettings
 
 from ._validate import Validator, chain, model_validator, read_schema, schema_validator
 
@@ -36,15 +37,19 @@ class UserApp:
     module: ModuleType
     process: Callable[..., Any] | None
     process_batch: Callable[..., Any] | None
-    setup: Callable[[], Any] | None = None
+    setup: Callable[..., Any] | None = None
     validate: Validator | None = None
     is_async: bool = False
     setup_done: bool = field(default=False, init=False)
 
-    async def run_setup(self) -> None:
-        """Run the user's ``setup()`` once (awaited when it is a coroutine function)."""
+    async def run_setup(self, settings: AppSettings | None = None) -> None:
+        """Run the user's ``setup()`` once (awaited when it is a coroutine function).
+
+        A ``setup(settings)`` that takes one argument gets the container's AppSettings (to find
+        ``settings.model_path``); AppHarness passes its own, so a test can point it elsewhere.
+        """
         if self.setup is not None and not self.setup_done:
-            result = self.setup()
+            result = self.setup(settings) if _takes_argument(self.setup) else self.setup()
             if inspect.isawaitable(result):
                 await result
         self.setup_done = True
@@ -84,6 +89,15 @@ def load_user_app(spec: str, input_schema: Path | None = None) -> UserApp:
         validate=_validator(holder, input_schema),
         is_async=_is_async(fn),
     )
+
+
+def _takes_argument(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: call it bare
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in positional or p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
 
 
 def _is_path(spec: str) -> bool:

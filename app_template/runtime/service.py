@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
 
 async def _serve(settings: AppSettings, user: UserApp) -> int:
     try:
-        await user.run_setup()
+        await user.run_setup(settings)
     except Exception as exc:
         log.exception("the app's setup() raised", extra={"app": user.name})
         print(f"the app's setup() failed: {type(exc).__name__}: {exc}", file=sys.stderr)

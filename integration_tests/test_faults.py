@@ -91,3 +91,51 @@ def test_rebalance_between_two_readers_loses_nothing_and_keeps_order(
     outputs = read_all(boot, [t_out], len(inputs), timeout=180)
     dups = check_complete_and_ordered(outputs, inputs)
     print(f"\ntwo rebalances: {len(inputs)} inputs, {len(outputs)} outputs, {dups} duplicate(s)")
+
+
+def test_a_slow_app_pauses_partitions_and_the_reader_stays_in_its_group(
+    kafka_broker, topic_factory, kafka_env, stage_factory
+):
+    """The app takes far longer than max.poll.interval.ms in all: the reader must keep polling (paused)."""
+    import sys
+
+    from pipeline_support import STDLIB_APP
+
+    boot = kafka_broker.bootstrap_servers
+    t_in, t_out = topic_factory(2, "in"), topic_factory(2, "out")
+    env = kafka_env(
+        t_in,
+        t_out,
+        reader={
+            "STREAMPOD_BATCH_MAX_MESSAGES": "50",
+            "STREAMPOD_MAX_BUFFERED_PER_PARTITION": "100",
+            "STREAMPOD_KAFKA_EXTRA_CONFIG": '{"max.poll.interval.ms": "6000", "session.timeout.ms": "6000"}',
+        },
+    )
+    stage = stage_factory(app_argv=[sys.executable, str(STDLIB_APP)], **env)
+    stage["app"].env.update(
+        APP_PORT=str(stage.ports.app),
+        OPS_PORT=str(stage.ports.app_ops),
+        MODE="batch",
+        DELAY_SECONDS="0.8",
+        OUTPUT_URL=f"http://127.0.0.1:{stage.ports.writer}",
+    )
+    inputs = keyed_values(1600, keys=40)
+    produce(boot, t_in, inputs)
+    stage.start()
+    paused_seen = 0.0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and paused_seen == 0:
+        _, text = stage["input-reader"].get("/metrics")
+        paused_seen = max(
+            (float(line.split()[-1]) for line in text.splitlines() if line.startswith("streampod_reader_paused")),
+            default=0.0,
+        )
+        time.sleep(0.2)
+    assert paused_seen > 0, "the reader never paused a partition for the slow app"
+    outputs = read_all(boot, [t_out], len(inputs), timeout=120)
+    dups = check_complete_and_ordered(outputs, inputs)
+    log = stage["input-reader"].log_path.read_text()
+    assert "partitions lost" not in log
+    assert "revoked" not in log
+    assert dups == 0

@@ -2,7 +2,8 @@
 
 It proves the sidecars rely on contract v1 and nothing else. Settings from the environment:
 APP_PORT, OPS_PORT, OUTPUT_URL (the writer), MODE ("batch" or "single"), FAIL_SECONDS (answer 500
-for this long after start, to test retries). The transform adds ``"via": "stdlib"`` to the value.
+for this long after start, to test retries), DELAY_SECONDS (a slow app: sleep this long per
+request). The transform adds ``"via": "stdlib"`` to the value.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 STARTED = time.monotonic()
 FAIL_SECONDS = float(os.environ.get("FAIL_SECONDS", "0"))
+DELAY_SECONDS = float(os.environ.get("DELAY_SECONDS", "0"))
 OUTPUT_URL = os.environ["OUTPUT_URL"].rstrip("/")
 MODE = os.environ.get("MODE", "batch")
 
@@ -50,6 +52,7 @@ class App(BaseHTTPRequestHandler):
         if time.monotonic() - STARTED < FAIL_SECONDS:
             self._answer(500, b'{"error": "warming up"}')
             return
+        time.sleep(DELAY_SECONDS)
         if MODE == "batch":
             self._batch(body)
         else:

@@ -20,6 +20,11 @@ topic fails loudly instead of being created with one partition.
 Only the jars broker can be stopped and started again (``stop_broker_process`` /
 ``start_broker_process``), on the same ports and data, which fault tests need.
 
+Only the jars broker can also open an extra SASL_SSL listener (:class:`SaslSslListener`: PLAIN with
+one user, a PEM certificate chain and key), the shape of a managed service's endpoint such as Event
+Hubs' Kafka endpoint; its address is ``sasl_ssl_bootstrap``. Inter-broker and the PLAINTEXT
+listener stay as they are, so test helpers can still produce and verify on ``bootstrap_servers``.
+
 ``python -m streampod.localkafka`` runs one until Ctrl-C or SIGTERM.
 """
 
@@ -44,6 +49,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Final, Literal
@@ -56,6 +62,7 @@ __all__ = [
     "KAFKA_VERSION",
     "Kind",
     "LocalKafka",
+    "SaslSslListener",
     "create_topic",
     "delete_topic",
     "ensure_kafka_jars",
@@ -312,15 +319,55 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
 
 
-def _server_properties(broker_port: int, controller_port: int, data_dir: Path) -> str:
+@dataclass(frozen=True)
+class SaslSslListener:
+    """An extra listener with TLS and SASL/PLAIN for one user (jars broker only)."""
+
+    username: str
+    password: str = field(repr=False)
+    #: PEM file with the broker's private key (unencrypted) followed by its certificate chain.
+    key_and_chain: Path
+    #: A port chosen by the caller (when the password must name it, as a connection string does); 0: a free one.
+    port: int = 0
+
+
+def _jaas_quote(text: str) -> str:
+    if '"' in text or "\\" in text or "\n" in text:
+        raise ValueError("the SASL user name and password must not contain quotes, backslashes or newlines")
+    return f'"{text}"'
+
+
+def _sasl_ssl_properties(listener: SaslSslListener) -> dict[str, str]:
+    # Listener-scoped names, so the PLAINTEXT listener and the controller keep their defaults.
+    user, password = _jaas_quote(listener.username)[1:-1], _jaas_quote(listener.password)
+    return {
+        "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_ssl.plain.sasl.jaas.config": (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}={password};"
+        ),
+        "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+        "listener.name.sasl_ssl.ssl.keystore.location": str(listener.key_and_chain),
+    }
+
+
+def _server_properties(
+    broker_port: int, controller_port: int, data_dir: Path, sasl_ssl: tuple[int, SaslSslListener] | None = None
+) -> str:
+    listeners = f"PLAINTEXT://127.0.0.1:{broker_port}"
+    extra: dict[str, str] = {}
+    if sasl_ssl is not None:
+        listeners += f",SASL_SSL://127.0.0.1:{sasl_ssl[0]}"
+        extra = _sasl_ssl_properties(sasl_ssl[1])
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
         "controller.listener.names": "CONTROLLER",
-        "listeners": f"PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker_port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": f"{listeners},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": listeners,
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        + (",SASL_SSL:SASL_SSL" if extra else ""),
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(data_dir),
         "num.partitions": "1",
@@ -335,6 +382,7 @@ def _server_properties(broker_port: int, controller_port: int, data_dir: Path) -
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        **extra,
     }
     lines = [f"{key}={value}" for key, value in settings.items()]
     return "# Written by streampod.localkafka\n" + "\n".join(lines) + "\n"
@@ -363,7 +411,9 @@ class _JarsBroker:
 
     kind: Final = "jars"
 
-    def __init__(self, log_dir: Path | None) -> None:
+    def __init__(self, log_dir: Path | None, sasl_ssl: SaslSslListener | None = None) -> None:
+        self._sasl_ssl = sasl_ssl
+        self._sasl_ssl_port = 0
         self._owns_dir = log_dir is None
         self._dir = Path(tempfile.mkdtemp(prefix="streampod-kafka-")) if log_dir is None else log_dir
         self._process: subprocess.Popen[bytes] | None = None
@@ -379,6 +429,10 @@ class _JarsBroker:
         return self._dir / "broker.log"
 
     @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        return None if self._sasl_ssl is None else f"127.0.0.1:{self._sasl_ssl_port}"
+
+    @property
     def _properties_path(self) -> Path:
         return self._dir / "server.properties"
 
@@ -388,9 +442,12 @@ class _JarsBroker:
 
     def start(self) -> str:
         self._classpath = str(ensure_kafka_jars() / "*")
-        self._broker_port, controller_port = _free_ports(2)
+        self._broker_port, controller_port, self._sasl_ssl_port = _free_ports(3)
+        if self._sasl_ssl is not None and self._sasl_ssl.port:
+            self._sasl_ssl_port = self._sasl_ssl.port
         self._dir.mkdir(parents=True, exist_ok=True)
-        properties = _server_properties(self._broker_port, controller_port, self._dir / "data")
+        extra = None if self._sasl_ssl is None else (self._sasl_ssl_port, self._sasl_ssl)
+        properties = _server_properties(self._broker_port, controller_port, self._dir / "data", extra)
         self._properties_path.write_text(properties)
         self._log4j_path.write_text(_LOG4J2_PROPERTIES)
         self._format_storage()
@@ -560,7 +617,13 @@ def _docker_socket_answers() -> bool:
 _Backend = _ExternalBroker | _ContainerBroker | _JarsBroker
 
 
-def _choose_backend(log_dir: Path | None, mode: str | None) -> _Backend:
+def _choose_backend(log_dir: Path | None, mode: str | None, sasl_ssl: SaslSslListener | None = None) -> _Backend:
+    if sasl_ssl is not None:
+        # Only a broker of our own can be given another listener; say so rather than ignore it.
+        chosen = (mode or os.environ.get(ENV_MODE, "")).strip().lower()
+        if chosen not in ("", "jars"):
+            raise RuntimeError(f"an extra SASL_SSL listener needs the jars broker, not {ENV_MODE}={chosen}")
+        return _JarsBroker(log_dir, sasl_ssl)
     chosen = (mode or os.environ.get(ENV_MODE, "")).strip().lower()
     if chosen and chosen not in MODES:
         raise ValueError(f"{ENV_MODE} must be one of {', '.join(MODES)}; got {chosen!r}")
@@ -592,16 +655,19 @@ class LocalKafka:
     temporary folder removed by stop()). The other kinds ignore it.
     """
 
-    def __init__(self, *, log_dir: Path | None = None, mode: str | None = None) -> None:
+    def __init__(
+        self, *, log_dir: Path | None = None, mode: str | None = None, sasl_ssl: SaslSslListener | None = None
+    ) -> None:
         self._log_dir = log_dir
         self._mode = mode
+        self._sasl_ssl = sasl_ssl
         self._backend: _Backend | None = None
 
     def start(self) -> LocalKafka:
         """Start the broker and wait until it answers; calling it again does nothing."""
         if self._backend is not None:
             return self
-        backend = _choose_backend(self._log_dir, self._mode)
+        backend = _choose_backend(self._log_dir, self._mode, self._sasl_ssl)
         # Registered before starting, so a JVM or container left by a failed start is cleaned up too.
         atexit.register(self.stop)
         self._backend = backend
@@ -627,6 +693,15 @@ class LocalKafka:
     @property
     def bootstrap_servers(self) -> str:
         return self._started().bootstrap
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """host:port of the extra SASL_SSL listener (started with ``sasl_ssl=``)."""
+        backend = self._started()
+        address = backend.sasl_ssl_bootstrap if isinstance(backend, _JarsBroker) else None
+        if address is None:
+            raise RuntimeError("this broker was started without a SASL_SSL listener")
+        return address
 
     @property
     def can_restart(self) -> bool:

@@ -88,19 +88,8 @@ def replay(args: argparse.Namespace, workdir: Path) -> int:
     if not src.is_file():
         print(f"streampod: no such input file: {src}", file=sys.stderr)
         return 2
-    dead = dst.with_name(dst.name + ".deadletter.jsonl")
-    for f in (dst, dead):
-        f.unlink(missing_ok=True)
-    stage = LocalStage(
-        workdir,
-        reader_env={
-            "STREAMPOD_INPUT_KIND": "file",
-            "STREAMPOD_INPUT_FILE": str(src),
-            "STREAMPOD_DEAD_LETTER_FILE": str(dead),
-        },
-        writer_env={"STREAMPOD_OUTPUT_KIND": "file", "STREAMPOD_OUTPUT_FILE": str(dst)},
-        app_module=args.app,
-    )
+    dead = dead_letter_file(dst)
+    stage = file_stage(workdir, args.app, src, dst)
     try:
         stage.start()
         code = stage["input-reader"].wait(args.timeout)
@@ -116,6 +105,29 @@ def replay(args: argparse.Namespace, workdir: Path) -> int:
         print(f"streampod: a process failed: {codes}\n{stage.logs()}", file=sys.stderr)
         return 1
     return 0
+
+
+def dead_letter_file(output: Path) -> Path:
+    """Where a replay into ``output`` writes its dead letters."""
+    return output.with_name(output.name + ".deadletter.jsonl")
+
+
+def file_stage(workdir: Path, app: str, src: Path, dst: Path, *, app_env: dict[str, str] | None = None) -> LocalStage:
+    """The three processes replaying ``src`` into ``dst`` (both files emptied first), not started yet."""
+    dead = dead_letter_file(dst)
+    for f in (dst, dead):
+        f.unlink(missing_ok=True)
+    return LocalStage(
+        workdir,
+        reader_env={
+            "STREAMPOD_INPUT_KIND": "file",
+            "STREAMPOD_INPUT_FILE": str(src),
+            "STREAMPOD_DEAD_LETTER_FILE": str(dead),
+        },
+        writer_env={"STREAMPOD_OUTPUT_KIND": "file", "STREAMPOD_OUTPUT_FILE": str(dst)},
+        app_env=app_env,
+        app_module=app,
+    )
 
 
 def _count_lines(path: Path) -> int:

@@ -24,12 +24,20 @@ source (topic "harness", partition 0, offset = its place in the batch). Each res
 for it (``value`` decoded, ``key``, ``headers``, ``topic``). ``app.forwarder`` can be told to
 answer otherwise (``answer("retry")``, ``unavailable()``) to see what your app then answers;
 ``app.post(body)`` sends a raw body and returns the HTTP status and the reply.
+
+``replay(app, records)`` goes one step further: it runs the three real processes (input reader,
+app, output writer) over a JSON-lines file, as ``streampod run --input file:...`` does, and gives
+back what reached the output file and the dead-letter file, with each dead letter's reason::
+
+    result = replay("app.py", [{"key": "u8", "value": {"amount": "a lot"}}])
+    assert_dead_lettered(result.dead_letters, contains="value.amount")
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import tempfile
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +52,7 @@ from streampod import contract
 from streampod.app._forward import Forwarded, MemoryForwarder
 from streampod.app._loader import load_user_app
 from streampod.app.server import create_app
+from streampod.run import dead_letter_file, file_stage
 from streampod.settings import AppSettings
 
 __all__ = [
@@ -51,10 +60,14 @@ __all__ = [
     "Forwarded",
     "MemoryForwarder",
     "MessageResult",
+    "Record",
+    "Replayed",
     "asgi_request",
+    "assert_dead_lettered",
     "assert_ok",
     "assert_rejected",
     "assert_retried",
+    "replay",
 ]
 
 _HARNESS_TOPIC = "harness"
@@ -203,6 +216,97 @@ def assert_retried(results: MessageResult | Sequence[MessageResult], contains: s
         assert r.status == "retry", f"{r.id}: expected retry, got {r.status} ({r.error})"
         if contains is not None:
             assert contains in (r.error or ""), f"{r.id}: retry reason {r.error!r} lacks {contains!r}"
+
+
+_DEAD_LETTER_REASON = "streampod-error"
+
+
+@dataclass
+class Record:
+    """One line of a replay's output or dead-letter file: ``value`` decoded as it was written."""
+
+    key: str | None
+    value: Any
+    headers: dict[str, str]
+    topic: str | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """A dead letter's reason (the ``streampod-error`` header); None for an output."""
+        return self.headers.get(_DEAD_LETTER_REASON)
+
+
+@dataclass
+class Replayed:
+    """What a replay wrote: outputs and dead letters, each in the order they were written."""
+
+    outputs: list[Record]
+    dead_letters: list[Record]
+    workdir: Path
+
+
+def replay(
+    app: str | Path,
+    records: Iterable[Mapping[str, Any]] | str | Path,
+    *,
+    workdir: str | Path | None = None,
+    timeout: float = 120.0,
+    **settings: Any,
+) -> Replayed:
+    """Run input reader, app and output writer as real processes over ``records``; what came out.
+
+    ``records`` are dicts as ``AppHarness.send`` takes them (``key``, ``value``, ``headers``), or a
+    JSON-lines file of them. ``settings`` are AppSettings fields for the app process (for example
+    ``model_path=...``), passed as its STREAMPOD_ variables. Each process logs into ``workdir``.
+    """
+    env = _app_env(settings)
+    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="streampod-replay-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(records, (str, Path)):
+        src = Path(records).resolve()
+    else:
+        src = folder / "input.jsonl"
+        src.write_bytes(b"".join(orjson.dumps(dict(r)) + b"\n" for r in records))
+    dst = folder / "output.jsonl"
+    stage = file_stage(folder, str(app), src, dst, app_env=env)
+    try:
+        stage.start(timeout)
+        code = stage["input-reader"].wait(timeout)
+    finally:
+        codes = stage.stop()
+    if code is None or any(c != 0 for c in codes.values()):
+        raise AssertionError(f"the replay did not finish cleanly (exit codes {codes}):\n{stage.logs()}")
+    return Replayed(_read_records(dst), _read_records(dead_letter_file(dst)), folder)
+
+
+def _app_env(settings: Mapping[str, Any]) -> dict[str, str]:
+    unknown = set(settings) - set(AppSettings.model_fields)
+    if unknown:
+        raise TypeError(f"not AppSettings fields: {sorted(unknown)}")
+    return {f"STREAMPOD_{name.upper()}": str(value) for name, value in settings.items()}
+
+
+def _read_records(path: Path) -> list[Record]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_bytes().splitlines():
+        row = orjson.loads(line)
+        value = row.get("value")
+        if row.get("encoding") == "base64" and value is not None:
+            value = base64.b64decode(value)
+        out.append(Record(row.get("key"), value, row.get("headers") or {}, row.get("topic")))
+    return out
+
+
+def assert_dead_lettered(dead_letters: Record | Sequence[Record], contains: str | None = None) -> None:
+    """Every record is a dead letter (it has a reason), the reason containing ``contains``."""
+    records = [dead_letters] if isinstance(dead_letters, Record) else dead_letters
+    assert records, "expected dead letters, got none"
+    for r in records:
+        assert r.reason is not None, f"key {r.key}: not a dead letter (no {_DEAD_LETTER_REASON} header)"
+        if contains is not None:
+            assert contains in r.reason, f"key {r.key}: dead-letter reason {r.reason!r} lacks {contains!r}"
 
 
 async def asgi_request(

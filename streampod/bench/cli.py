@@ -1,0 +1,102 @@
+"""``streampod bench``: streampod against the per-message baseline, the in-process limit and Quix Streams.
+
+  streampod bench --smoke      5,000 messages of ~100 B, one drain run of each installed variant
+  streampod bench --full       the report: 3 runs, ~100 B and ~1 KB, drain and open loop, into docs/benchmark/
+  streampod bench --profile py-spy   one drain of the streampod variant under a profiler
+
+Any option below overrides the preset. A local Kafka broker is started unless --bootstrap (or
+STREAMPOD_KAFKA_BOOTSTRAP) names one. Exit 1 when a measurement failed or lost a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from streampod.bench import profiling, variants
+from streampod.bench.runner import Bench, Config, Results
+
+REPO: Final = Path(__file__).resolve().parent.parent.parent
+SMOKE: Final = Config(
+    messages=5_000, baseline_messages=1_000, sizes=(100,), runs=1, open_loop=False, install_quix=False
+)
+# The issue's million messages per variant, size and run; the per-message baseline gets 10,000 (at a few
+# hundred a second a million would take it an hour per drain; its rate is steady long before that).
+FULL: Final = Config(messages=1_000_000, baseline_messages=10_000, sizes=(100, 1000), runs=3)
+QUICK: Final = Config(messages=50_000, baseline_messages=2_000, sizes=(100, 1000), runs=1, open_seconds=10.0)
+PROFILE: Final = Config(messages=200_000, sizes=(1000,), runs=1, variants=("streampod",), open_loop=False)
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
+    p = argparse.ArgumentParser(
+        prog="streampod bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    preset = p.add_mutually_exclusive_group()
+    preset.add_argument("--smoke", action="store_true", help="the CI preset: small, fast, drain only")
+    preset.add_argument("--full", action="store_true", help="the committed report (writes docs/benchmark/)")
+    preset.add_argument("--profile", choices=profiling.KINDS, help="profile the streampod variant during a drain")
+    p.add_argument("--messages", type=int, help="messages preloaded per size (drain mode)")
+    p.add_argument("--baseline-messages", type=int, help="messages for the per-message baseline (it is slow)")
+    p.add_argument("--sizes", type=lambda s: tuple(int(x) for x in _csv(s)), help="value sizes in bytes: 100,1000")
+    p.add_argument("--runs", type=int, help="repetitions (medians are reported)")
+    p.add_argument("--variants", type=_csv, help=f"comma-separated, of {','.join(variants.ALL)}")
+    p.add_argument("--no-open-loop", action="store_true", help="drain mode only")
+    p.add_argument("--open-seconds", type=float, help="seconds of open-loop load per point")
+    p.add_argument("--seed", type=int, help="seed of the random order (default: random, and reported)")
+    p.add_argument("--no-install", action="store_true", help="do not install Quix Streams (skip it if missing)")
+    p.add_argument("--bootstrap", help="an existing Kafka broker, host:port")
+    p.add_argument("--out", type=Path, help="where results.{json,md,png} go (--full: docs/benchmark)")
+    p.add_argument("--workdir", type=Path, help="logs of every process (default: a temporary folder)")
+    a = p.parse_args(argv)
+    base = SMOKE if a.smoke else FULL if a.full else PROFILE if a.profile else QUICK
+    changes: dict[str, Any] = {"profile": a.profile}
+    for field in ("messages", "baseline_messages", "sizes", "runs", "variants", "open_seconds", "seed"):
+        value = getattr(a, field)
+        if value is not None:
+            changes[field] = value
+    if a.no_open_loop:
+        changes["open_loop"] = False
+    if a.no_install:
+        changes["install_quix"] = False
+    cfg = dataclasses.replace(base, **changes)
+    unknown = set(cfg.variants) - set(variants.ALL)
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(variants.ALL)}")
+    if a.out is None and a.full:
+        a.out = REPO / "docs" / "benchmark"
+    return cfg, a
+
+
+def run(cfg: Config, bootstrap: str | None, workdir: Path) -> Results:
+    """Run on the given broker, or on a local one started for the run."""
+    if bootstrap:
+        return Bench(cfg, bootstrap, workdir).run()
+    from streampod.localkafka import LocalKafka
+
+    print("bench: starting a local Kafka broker …", flush=True)
+    with LocalKafka(log_dir=workdir / "kafka") as kafka:
+        return Bench(cfg, kafka.bootstrap_servers, workdir).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, a = parse(argv)
+    workdir = a.workdir or Path(tempfile.mkdtemp(prefix="streampod-bench-"))
+    out = a.out or workdir / "results"
+    print(f"bench: logs in {workdir}", flush=True)
+    started = time.monotonic()
+    results = run(cfg, a.bootstrap, workdir)
+    from streampod.bench import report
+
+    written = report.write(results, out, png=cfg.runs > 0)
+    print(report.markdown(results))
+    print(f"bench: finished in {(time.monotonic() - started) / 60:.1f} min; wrote {', '.join(map(str, written))}")
+    bad = [r for r in results.drain + results.open_loop if r.get("error") or (r.get("lost") and r.get("load") is None)]
+    return 1 if bad else 0

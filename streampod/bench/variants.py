@@ -1,0 +1,272 @@
+"""The four variants as processes the harness starts, measures and stops."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Final
+
+import psutil
+
+from streampod.bench import quixenv
+from streampod.stage import LocalStage, free_port
+
+STOP_TIMEOUT_S: Final = 30.0
+HERE: Final = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Job:
+    """Where one variant reads and writes in one measurement."""
+
+    bootstrap: str
+    topic_in: str
+    topic_out: str
+    group: str
+    workdir: Path
+    dead_letter_topic: str
+
+
+class Variant(ABC):
+    name: str
+    title: str
+
+    def unavailable(self) -> str | None:
+        """Why this variant cannot run here, or None."""
+        return None
+
+    @abstractmethod
+    def start(self, job: Job) -> None: ...
+
+    @abstractmethod
+    def processes(self) -> list[psutil.Process]: ...
+
+    @abstractmethod
+    def alive(self) -> bool: ...
+
+    @abstractmethod
+    def stop(self) -> dict[str, int | None]:
+        """Stop gracefully (SIGTERM, then SIGKILL after a while); the exit codes by process."""
+
+    @abstractmethod
+    def logs(self) -> str: ...
+
+
+class _Proc:
+    """One child process logging to a file."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = log
+        self._out: IO[bytes] = log.open("ab")
+        self.popen = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, env=env)
+
+    def stop(self) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._out.close()
+        return self.popen.returncode
+
+    def tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+class _Processes(Variant):
+    """A variant made of plain child processes."""
+
+    def __init__(self) -> None:
+        self._procs: list[_Proc] = []
+
+    def _spawn(self, job: Job, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        job.workdir.mkdir(parents=True, exist_ok=True)
+        self._procs.append(_Proc(name, argv, job.workdir / f"{name}.log", env))
+
+    def processes(self) -> list[psutil.Process]:
+        out = []
+        for p in self._procs:
+            with contextlib.suppress(psutil.Error):
+                out.append(psutil.Process(p.popen.pid))
+        return out
+
+    def alive(self) -> bool:
+        return bool(self._procs) and all(p.popen.poll() is None for p in self._procs)
+
+    def stop(self) -> dict[str, int | None]:
+        # Upstream first, like LocalStage: each process drains into one that still listens.
+        codes = {p.name: p.stop() for p in reversed(self._procs)}
+        self._procs = []
+        return codes
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self._procs)
+
+
+def _wait_http(port: int, proc: _Proc, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        try:
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.05)
+    raise TimeoutError(f"{proc.name} not answering on port {port} within {timeout_s} s:\n{proc.tail()}")
+
+
+class Streampod(Variant):
+    name = "streampod"
+    title = "streampod (3 processes, contract v1)"
+
+    def __init__(self) -> None:
+        self._stage: LocalStage | None = None
+        # The profiler's hook: (component, argv) -> the argv to run instead.
+        self.argv_wrapper: Callable[[str, list[str]], list[str]] | None = None
+
+    def start(self, job: Job) -> None:
+        self._stage = LocalStage(
+            job.workdir,
+            reader_env={
+                "STREAMPOD_KAFKA_BOOTSTRAP_SERVERS": job.bootstrap,
+                "STREAMPOD_INPUT_TOPICS": job.topic_in,
+                "STREAMPOD_CONSUMER_GROUP": job.group,
+                "STREAMPOD_DEAD_LETTER_TOPIC": job.dead_letter_topic,
+            },
+            writer_env={"STREAMPOD_KAFKA_BOOTSTRAP_SERVERS": job.bootstrap, "STREAMPOD_OUTPUT_TOPIC": job.topic_out},
+            app_module="streampod.bench.streampod_app",
+        )
+        if self.argv_wrapper is not None:
+            for c in self._stage.components.values():
+                c.argv = self.argv_wrapper(c.name, c.argv)
+        self._stage.start()
+
+    @property
+    def stage(self) -> LocalStage:
+        if self._stage is None:
+            raise RuntimeError("not started")
+        return self._stage
+
+    def processes(self) -> list[psutil.Process]:
+        return list(self.named_processes().values())
+
+    def named_processes(self) -> dict[str, psutil.Process]:
+        out = {}
+        for c in self.stage.components.values():
+            if c.proc is not None:
+                with contextlib.suppress(psutil.Error):
+                    out[c.name] = psutil.Process(c.proc.pid)
+        return out
+
+    def alive(self) -> bool:
+        return all(c.alive() for c in self.stage.components.values())
+
+    def stop(self) -> dict[str, int | None]:
+        return self.stage.stop(STOP_TIMEOUT_S)
+
+    def logs(self) -> str:
+        return self.stage.logs()
+
+
+class Baseline(_Processes):
+    name = "per-message"
+    title = "per-message baseline (3 processes, 1 POST/msg)"
+
+    def start(self, job: Job) -> None:
+        py = [sys.executable, "-m", "streampod.bench.baseline_per_message"]
+        writer_port, app_port = free_port(), free_port()
+        self._spawn(
+            job,
+            "writer",
+            [*py, "writer", "--port", str(writer_port), "--bootstrap", job.bootstrap, "--topic", job.topic_out],
+        )
+        _wait_http(writer_port, self._procs[-1])
+        self._spawn(
+            job, "app", [*py, "app", "--port", str(app_port), "--writer-url", f"http://127.0.0.1:{writer_port}/"]
+        )
+        _wait_http(app_port, self._procs[-1])
+        self._spawn(
+            job,
+            "reader",
+            [*py, "reader", "--bootstrap", job.bootstrap, "--topic", job.topic_in, "--group", job.group,
+             "--app-url", f"http://127.0.0.1:{app_port}/"],
+        )  # fmt: skip
+
+
+class InProcess(_Processes):
+    name = "in-process"
+    title = "in-process limit (1 process, confluent-kafka)"
+
+    def start(self, job: Job) -> None:
+        self._spawn(
+            job,
+            "inprocess",
+            [sys.executable, "-m", "streampod.bench.inprocess", "--bootstrap", job.bootstrap,
+             "--input", job.topic_in, "--output", job.topic_out, "--group", job.group],
+        )  # fmt: skip
+
+
+class Quix(_Processes):
+    name = "quix"
+    title = "Quix Streams (1 process)"
+
+    def __init__(self, install: bool) -> None:
+        super().__init__()
+        self._install = install
+        self.version: str | None = None
+        self._why = ""
+
+    def unavailable(self) -> str | None:
+        if self.version is None:
+            if self._install:
+                self.version, self._why = quixenv.ensure()
+            else:
+                self.version = quixenv.installed()
+                self._why = f"not installed in {quixenv.venv_dir()} (run `streampod bench` without --smoke once)"
+        return None if self.version else self._why
+
+    def start(self, job: Job) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        self._spawn(
+            job,
+            "quix",
+            [str(quixenv.python()), str(HERE / "quix_app.py"), "--bootstrap", job.bootstrap,
+             "--input", job.topic_in, "--output", job.topic_out, "--group", job.group,
+             "--state-dir", str(job.workdir / "quix-state")],
+            env,
+        )  # fmt: skip
+
+
+ALL: Final = ("streampod", "per-message", "in-process", "quix")
+
+
+def make(name: str, *, install_quix: bool) -> Variant:
+    if name == "streampod":
+        return Streampod()
+    if name == "per-message":
+        return Baseline()
+    if name == "in-process":
+        return InProcess()
+    if name == "quix":
+        return Quix(install_quix)
+    raise ValueError(f"unknown variant {name!r}; choose from {', '.join(ALL)}")

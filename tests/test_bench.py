@@ -1,0 +1,118 @@
+"""The benchmark harness's arithmetic and report, without a broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streampod.bench import measure, profiling, report, transform, workload
+from streampod.bench.runner import Config, Results, medians
+
+
+def test_transform_adds_one_field_and_keeps_the_rest() -> None:
+    raw = workload.Values(100).value(7, 1_700_000_000_000)
+    out = orjson.loads(transform.transform(raw))
+    assert out == {**orjson.loads(raw), "processed": True}
+
+
+@pytest.mark.parametrize("size", [100, 1000])
+def test_values_have_about_the_asked_size_and_start_with_id_and_ts(size: int) -> None:
+    v = workload.Values(size)
+    raw = v.value(999_999, 1_763_800_000_123)
+    assert size <= len(raw) <= size + 10
+    assert measure.head(raw) == (999_999, 1_763_800_000_123)
+    assert {v.key(i) for i in range(25_000)} == {b"k%d" % i for i in range(workload.KEYS)}
+
+
+def test_head_reads_spaced_json_and_falls_back_to_parsing() -> None:
+    assert measure.head(b'{"id": 5, "ts": 6, "x": 1}') == (5, 6)
+    assert measure.head(b'{"ts": 6, "id": 5}') == (5, 6)
+
+
+def test_count_ids_finds_lost_duplicated_and_foreign() -> None:
+    c = measure.count_ids([10, 11, 11, 13, 99], first_id=10, n=4)
+    assert (c.outputs, c.distinct, c.lost, c.duplicated) == (5, 3, 1, 2)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 1001))
+    assert measure.percentile(values, 50) == 500
+    assert measure.percentile(values, 99) == 990
+    assert measure.percentile(values, 99.9) == 999
+    assert measure.percentile(values, 100) == 1000
+    assert measure.percentile([], 50) is None
+
+
+def test_steady_rate_leaves_out_warm_up_and_tail() -> None:
+    # 1,000 outputs one ms apart after a 5 s start-up gap for the first 50.
+    appended = [0] * 50 + [5_000 + i for i in range(950)]
+    rate, t_lo, _ = measure.steady_rate(appended)
+    assert rate == pytest.approx(1000, rel=0.01)
+    assert t_lo >= 5.0
+    assert measure.steady_rate([1, 2])[0] is None
+
+
+def test_cpu_between_interpolates_samples() -> None:
+    s = measure.Samples(wall=[0.0, 1.0, 2.0], cpu=[0.0, 0.5, 1.5], rss=[1, 3, 2], broker_cpu=[0.0, 1.0, 2.0])
+    assert s.cpu_between(0.5, 1.5) == pytest.approx(0.75)
+    assert s.cpu_between(0.0, 2.0, broker=True) == pytest.approx(2.0)
+    assert s.peak_rss() == 3
+
+
+def test_collapsed_stacks_are_summarised_by_function() -> None:
+    text = (
+        "process 1:python;thread (0x1):main;run (a/app.py:3);encode (lib/python3.11/json/encoder.py:9) 3\n"
+        "run (a/app.py:3) 1\n"
+    )
+    summary = profiling.summarise_collapsed(text)
+    assert summary["samples"] == 4
+    assert summary["self_pct"][0] == ("json/encoder.py:encode", 75.0)
+    assert ("a/app.py:run", 100.0) in summary["total_pct"]
+
+
+def _results() -> Results:
+    cfg = Config(messages=1000, sizes=(100, 1000), runs=2, loads=(0.5,), own_loads=())
+    r = Results(cfg, {"nproc": 2, "cpu_model": "x", "memory_gib": 1, "os": "L", "python": "3", "confluent_kafka": "2",
+                      "librdkafka": "2", "quixstreams": None, "kafka_broker": "b", "load_average_at_start": [0]},
+                seed=1)  # fmt: skip
+    for run in (1, 2):
+        for size in cfg.sizes:
+            for name, rate in (("streampod", 800.0 * run), ("in-process", 1000.0), ("per-message", 10.0)):
+                r.drain.append({"run": run, "variant": name, "size": size, "load": None, "msgs_per_s": rate,
+                                "cpu_s_per_million": 10.0, "broker_cpu_s_per_million": 5.0, "cpu_cores": 1.0,
+                                "peak_rss_mb": 200.0, "lost": 0, "duplicated": 0})  # fmt: skip
+            r.open_loop.append({"run": run, "variant": "streampod", "size": size, "load": "50%", "p50_ms": 5.0,
+                                "p99_ms": 90.0 + run, "p999_ms": 120.0, "max_ms": 130.0, "msgs_per_s": 500.0,
+                                "offered_msgs_per_s": 500.0, "target_msgs_per_s": 500.0, "lost": 0, "duplicated": 0,
+                                "saturated": False})  # fmt: skip
+            r.open_loop.append({"run": run, "variant": "per-message", "size": size, "load": "50%",
+                                "skipped": "too slow", "saturated": True, "offered_msgs_per_s": 500.0,
+                                "target_msgs_per_s": 500.0})  # fmt: skip
+    r.skipped["quix"] = "not installed"
+    return r
+
+
+def test_medians_and_targets() -> None:
+    r = _results()
+    m = medians(r.drain)
+    assert m[("streampod", 100, None)]["msgs_per_s"] == 1200.0
+    assert (m[("streampod", 100, None)]["msgs_per_s_min"], m[("streampod", 100, None)]["msgs_per_s_max"]) == (800, 1600)
+    met = {t["target"]: t["met"] for t in report.targets(r)}
+    assert met["1 KB: streampod ≥ 0.5x in-process throughput (aim 0.8x)"] is True
+    assert met["100 B: streampod ≥ 50x the per-message baseline"] is True
+    assert met["100 B: streampod ≥ 1.0x Quix Streams (aim 1.5x)"] is None
+    assert met["100 B: streampod p99 ≤ 250 ms at 50 % load (aim 100 ms)"] is True
+    assert met["1 KB: streampod CPU per message ≤ 2x in-process"] is True
+
+
+def test_report_files(tmp_path: Path) -> None:
+    written = report.write(_results(), tmp_path)
+    assert [p.name for p in written] == ["results.json", "results.md", "results.png"]
+    md = (tmp_path / "results.md").read_text()
+    assert "**Quix Streams not measured**: not installed" in md
+    assert "| per-message baseline | 100 B | 50% | 500 | - |" in md
+    data = orjson.loads((tmp_path / "results.json").read_bytes())
+    assert {t["met"] for t in data["targets"]} == {True, None}
+    assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"

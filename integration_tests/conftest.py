@@ -10,7 +10,7 @@ import pytest
 from streampod.localkafka import LocalKafka
 from streampod.stage import LocalStage
 
-pytest_plugins = ["streampod.pytest_kafka"]
+pytest_plugins = ["streampod.pytest_kafka", "streampod.pytest_azurite"]
 
 
 @pytest.fixture

@@ -35,7 +35,9 @@ from azure.eventhub import CloseReason, EventData
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, PartitionContext
 from azure.eventhub.amqp import AmqpMessageBodyType
 
+from streampod.eventhubs.clients import Credentials, EventHubAuth, checkpoint_store
 from streampod.metrics import ReaderMetrics
+from streampod.settings import InputReaderSettings
 from streampod.source import InRecord, PartitionId, PartitionListener, Source
 
 log = logging.getLogger(__name__)
@@ -423,3 +425,38 @@ class EventHubSource(Source):
         self._committed[part.pid] = point
         while part.offsets and next(iter(part.offsets)) < seq:
             part.offsets.popitem(last=False)
+
+
+def eventhub_source(s: InputReaderSettings, metrics: ReaderMetrics) -> EventHubSource:
+    """The source the settings describe; it closes the credential it made when it closes."""
+    credentials = Credentials()
+    auth = EventHubAuth(s.eventhub_connection(), s.eventhub_namespace, credentials)
+    assert s.consumer_group is not None and s.checkpoint_store_container is not None
+    hub, group = s.input_topics[0], s.consumer_group
+    expiration = s.eventhub_ownership_expiration_s or 6 * s.eventhub_load_balancing_interval_s
+    store = checkpoint_store(
+        s.checkpoint_store_secret(), s.checkpoint_store_account_url, s.checkpoint_store_container, credentials
+    )
+
+    def client(checkpoints: CheckpointStore) -> EventHubConsumerClient:
+        return auth.consumer(
+            hub,
+            group,
+            checkpoint_store=checkpoints,
+            load_balancing_interval=s.eventhub_load_balancing_interval_s,
+            partition_ownership_expiration_interval=expiration,
+        )
+
+    batch = min(s.batch_max_messages, 1000)
+    return EventHubSource(
+        client,
+        store,
+        hub,
+        metrics,
+        starting_position=s.starting_position(),
+        ownership_expiration_s=expiration,
+        max_batch_size=batch,
+        queue_capacity=max(batch, s.max_buffered_per_partition // 2),
+        prefetch=s.eventhub_prefetch,
+        on_closed=credentials.close,
+    )

@@ -19,7 +19,6 @@ from streampod.source import Source
 
 from .deadletter import DeadLetters
 from .file_source import FileSource
-from .kafka_source import KafkaSource, consumer_config
 from .reader import Reader, ReaderPolicy
 from .senders import BatchSender, Delivery, Sender, SingleSender
 
@@ -41,18 +40,30 @@ def build_source(s: InputReaderSettings, metrics: ReaderMetrics) -> Source:
     if s.input_kind == "file":
         assert s.input_file is not None
         return FileSource(s.input_file, follow=not s.exit_at_end)
+    # Imported here: a reader loads only the SDK of its own input (a Kafka reader never the Azure SDK).
+    if s.input_kind == "eventhubs":
+        from .eventhubs_source import eventhub_source
+
+        return eventhub_source(s, metrics)
+    from .kafka_source import KafkaSource, consumer_config
+
     assert s.consumer_group is not None
     conf = consumer_config(s.librdkafka_config(), s.consumer_group, s.auto_offset_reset, s.group_instance_id)
     return KafkaSource(conf, s.input_topics, metrics, revoke_timeout_s=s.drain_timeout_s)
 
 
 def build_dead_letter_sink(s: InputReaderSettings) -> Sink:
-    if s.input_kind == "file":
+    kind = s.dead_letter_sink
+    if kind == "file":
         return FileSink(s.dead_letter_destination)
-    # Imported here: a file-only reader never loads confluent-kafka.
+    # Imported here: a file-only reader never loads confluent-kafka, a Kafka one never the Azure SDK.
+    if kind == "eventhubs":
+        from streampod.eventhubs.sink import eventhub_sink
+
+        return eventhub_sink(s, s.dead_letter_destination, send_timeout_s=30.0, name="dead-letter")
     from streampod.kafka.sink import KafkaSink
 
-    return KafkaSink(s.librdkafka_config(), name="dead-letter")
+    return KafkaSink(s.kafka_producer_config(), name="dead-letter")
 
 
 def policy(s: InputReaderSettings) -> ReaderPolicy:

@@ -38,15 +38,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_sink(s: OutputWriterSettings) -> Sink:
-    # Imported here so that a file-only writer does not need the [kafka] extra.
+    # Imported here so that a writer needs only its own destination's extra ([kafka] or [eventhub]).
     if s.output_kind == "file":
         from streampod.file_sink import FileSink
 
         assert s.output_file is not None
         return FileSink(s.output_file)
+    if s.output_kind == "eventhubs":
+        from streampod.eventhubs.sink import eventhub_sink
+
+        assert s.output_topic is not None
+        return eventhub_sink(s, s.output_topic, send_timeout_s=s.delivery_timeout_ms / 1000, name="output-writer")
     from streampod.kafka.sink import KafkaSink
 
-    return KafkaSink(s.librdkafka_config(), delivery_timeout_ms=s.delivery_timeout_ms, linger_ms=s.linger_ms)
+    return KafkaSink(s.kafka_producer_config(), delivery_timeout_ms=s.delivery_timeout_ms, linger_ms=s.linger_ms)
 
 
 async def serve(s: OutputWriterSettings, *, sink: Sink | None = None, stop: asyncio.Event | None = None) -> int:

@@ -24,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.exceptions import AuthenticationError, ConnectError, ConnectionLostError, EventDataError
 
+from streampod.eventhubs.clients import Credentials, EventHubAuth
+from streampod.settings import EventHubConnection
 from streampod.sink import Delivery, OutRecord, Sink
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class EventHubSink(Sink):
         *,
         send_timeout_s: float = 30.0,
         name: str = "output-writer",
+        on_closed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._producer_for = producer_for
         self._default_hub = default_hub
@@ -83,6 +86,7 @@ class EventHubSink(Sink):
         self._up = False
         self._reason = "connecting to Event Hubs"
         self._probe: asyncio.Task[None] | None = None
+        self._on_closed = on_closed
 
     def _producer(self, hub: str) -> EventHubProducerClient:
         producer = self._producers.get(hub)
@@ -194,3 +198,14 @@ class EventHubSink(Sink):
         # Sends in flight were awaited by their callers (the writer drains requests before this).
         await asyncio.gather(*(p.close() for p in self._producers.values()), return_exceptions=True)
         self._producers.clear()
+        if self._on_closed is not None:
+            await self._on_closed()
+
+
+def eventhub_sink(s: EventHubConnection, default_hub: str, *, send_timeout_s: float, name: str) -> EventHubSink:
+    """A sink to the namespace the settings name; it closes the credential it made when it closes."""
+    credentials = Credentials()
+    auth = EventHubAuth(s.eventhub_connection(), s.eventhub_namespace, credentials)
+    return EventHubSink(
+        auth.producer, default_hub, send_timeout_s=send_timeout_s, name=name, on_closed=credentials.close
+    )

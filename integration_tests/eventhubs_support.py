@@ -105,11 +105,11 @@ async def start_reader(
     return RunningReader(reader, task, stop, source)
 
 
-async def publish(hub: str, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+async def publish(hub: str, items: Sequence[tuple[str, dict[str, Any]]], connection: str = CONN) -> None:
     """Through the real sink and the SDK's producer client, as the output writer would."""
 
     def producer(name: str) -> EventHubProducerClient:
-        return EventHubProducerClient.from_connection_string(CONN, eventhub_name=name)
+        return EventHubProducerClient.from_connection_string(connection, eventhub_name=name)
 
     sink = EventHubSink(producer, hub)
     await sink.start()

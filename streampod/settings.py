@@ -375,11 +375,15 @@ class InputReaderSettings(_Base, KafkaConnection, EventHubConnection, RetrySetti
             problems = [f"{', '.join(env_name(f) for f in missing)}: required when {why}"] if missing else []
             return problems + self.kafka_problems()
         if dlq == "eventhubs":
-            problems = (
-                []
-                if self.dead_letter_topic
-                else [f"{env_name('dead_letter_topic')}: required when {why} (the event hub)"]
-            )
+            topic = self.dead_letter_topic
+            if topic is None:
+                problems = [f"{env_name('dead_letter_topic')}: required when {why} (the event hub)"]
+            elif not _EVENT_HUB_NAME.fullmatch(topic):
+                problems = [
+                    f"{env_name('dead_letter_topic')}: {topic!r} is not an event hub name (letters, digits, . _ -)"
+                ]
+            else:
+                problems = []
             if kind != "eventhubs":
                 problems += self.eventhub_problems([self.dead_letter_topic or ""], "dead_letter_kind", dlq)
             return problems
@@ -488,6 +492,11 @@ class OutputWriterSettings(_Base, KafkaConnection, EventHubConnection):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+#: Azure's rule for event hub names: 1-256 letters, digits, periods, hyphens and underscores,
+#: starting and ending with a letter or digit.
+_EVENT_HUB_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,254}[A-Za-z0-9])?")
 
 
 def _secret(value: SecretStr | None, file: Path | None) -> str | None:

@@ -203,6 +203,7 @@ def test_starting_position_needs_a_zone() -> None:
 def test_dead_letter_kinds() -> None:
     text = error(reader, dead_letter_topic=None)
     assert "STREAMPOD_DEAD_LETTER_TOPIC: required when STREAMPOD_DEAD_LETTER_KIND=eventhubs" in text
+    assert "'$Default.dlq' is not an event hub name" in error(reader, dead_letter_topic="$Default.dlq")
     text = error(reader, dead_letter_kind="kafka")
     assert "STREAMPOD_KAFKA_BOOTSTRAP_SERVERS: required when STREAMPOD_DEAD_LETTER_KIND=kafka" in text
     r = reader(dead_letter_kind="kafka", dead_letter_topic=None, kafka_bootstrap_servers="127.0.0.1:9092")

@@ -191,6 +191,7 @@ class EventHubSource(Source):
         self._data = asyncio.Event()
         self._commit_wakeup = asyncio.Event()
         self._error: str | None = None
+        self._error_at = 0.0
         self._listener: PartitionListener | None = None
         self._client: EventHubConsumerClient | None = None
         self._receiving: asyncio.Task[None] | None = None
@@ -303,6 +304,7 @@ class EventHubSource(Source):
     async def _on_error(self, ctx: PartitionContext | None, error: Exception) -> None:
         where = "load balancing" if ctx is None else f"partition {ctx.partition_id}"
         self._error = f"{where}: {type(error).__name__}: {error}"
+        self._error_at = time.monotonic()
         log.warning("event hubs error", extra={"where": where, "error": f"{type(error).__name__}: {error}"})
 
     # -- the reader's side -----------------------------------------------------------------------
@@ -374,7 +376,8 @@ class EventHubSource(Source):
             return False, "consumer not started"
         if self._receiving.done():
             return False, "receiving from Event Hubs stopped"
-        if self._error is not None:
+        claimed = self._tracker.last_claim_ok
+        if self._error is not None and (claimed is None or claimed < self._error_at):
             return False, self._error
         return True, f"{len(self._parts)} partition(s) owned"
 

@@ -115,3 +115,59 @@ async def test_failed_sends_are_retriable_and_keep_key_order(namespace: MemoryNa
 def test_classification() -> None:
     assert not classify(EventDataError("bad event")).retriable
     assert classify(EventDataSendError("service said no")).retriable
+
+
+async def test_the_output_writer_over_event_hubs(namespace: MemoryNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contract v1 in, events out: the writer built from OUTPUT_KIND=eventhubs settings, over HTTP."""
+    import os
+    import socket
+
+    import aiohttp
+
+    from streampod import ops
+    from streampod.metrics import WriterMetrics
+    from streampod.output_writer.server import create_app
+    from streampod.output_writer.service import build_sink
+    from streampod.settings import OutputWriterSettings, load
+
+    for name in [n for n in os.environ if n.startswith("STREAMPOD_")]:
+        monkeypatch.delenv(name)
+    s = load(
+        OutputWriterSettings,
+        output_kind="eventhubs",
+        output_topic="out",
+        output_allowed_topics="dlq",
+        eventhub_connection_string=CONN,
+    )
+    writer_sink = build_sink(s)
+    await writer_sink.start()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = ops.server(create_app(s, writer_sink, WriterMetrics()), "127.0.0.1", sock.getsockname()[1])
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        body = {
+            "messages": [
+                {"id": "a", "key": "user-1", "value": {"n": 1}, "headers": {"traceparent": "00-1"}},
+                {"id": "b", "key": "user-1", "value": "x" * 10_000, "encoding": "text"},
+                {"id": "c", "key": None, "value": {"n": 3}, "topic": "dlq"},
+            ]
+        }
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/messages"
+        async with aiohttp.ClientSession() as http, http.post(url, json=body) as resp:
+            assert resp.status == 200
+            results = {r["id"]: r for r in (await resp.json())["results"]}
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        sock.close()
+        await writer_sink.close()
+    assert results["a"]["status"] == "ok" and results["c"]["status"] == "ok"
+    assert results["b"]["status"] == "reject" and "limit" in results["b"]["error"]
+    out = [e for p in namespace.hubs["out"].partitions for e in p]
+    assert len(out) == 1 and out[0].message.message_annotations[KEY] in ("user-1", b"user-1")
+    assert len(namespace.hubs["dlq"].partitions[0]) == 1

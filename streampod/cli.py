@@ -15,6 +15,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("streampod.run", "main", "run a whole stage locally: demo on a local broker, or file replay"),
     "kafka": ("streampod.localkafka", "main", "start a local single-node Kafka broker"),
     "config": ("streampod.configref", "main", "print the configuration reference"),
+    "new": ("streampod.scaffold", "main", "create a project for one stage from a template (python, sklearn, pyspark)"),
+    "measure": ("streampod.measure", "main", "time an app's start-up and per-batch latency (to size its probes)"),
     "bench": ("streampod.bench.cli", "main", "benchmark against the per-message baseline, the in-process limit, Quix"),
     "rollout": ("streampod.rollout.cli", "main", "blue/green tools: compare the candidate with the active colour"),
 }

@@ -240,7 +240,7 @@ class InputReaderSettings(_Base, KafkaConnection, EventHubConnection, RetrySetti
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     """Where a partition with no committed offset starts."""
     group_instance_id: str | None = None
-    """Kafka static membership (e.g. the pod name): a restarted reader takes its partitions back at once."""
+    """Kafka static membership (pod name): a restart rejoins at once; a stopped member leaves at the session timeout."""
     dead_letter_kind: Literal["kafka", "eventhubs", "file"] | None = None
     """Where dead letters go: "kafka" or "eventhubs"; default the input's kind ("file" for file input)."""
     dead_letter_topic: str | None = None

@@ -36,15 +36,11 @@ def head(value: bytes) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _tree(roots: Sequence[psutil.Process]) -> list[psutil.Process]:
-    out: list[psutil.Process] = []
-    for p in roots:
-        try:
-            out.append(p)
-            out.extend(p.children(recursive=True))
-        except psutil.Error:
-            continue
-    return out
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return [root]
 
 
 def _cpu_and_rss(procs: Sequence[psutil.Process]) -> tuple[float, int]:
@@ -67,6 +63,7 @@ class Samples:
     cpu: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
     broker_cpu: list[float] = field(default_factory=list)
+    peak_rss_by_process: dict[str, int] = field(default_factory=dict)
 
     def cpu_between(self, t0: float, t1: float, broker: bool = False) -> float | None:
         """CPU seconds spent between two wall-clock times, interpolated between samples."""
@@ -92,7 +89,7 @@ def _interp(xs: list[float], ys: list[float], x: float) -> float:
 class Sampler:
     """Samples CPU time and RSS of a variant's processes (and their children), and the broker's CPU."""
 
-    def __init__(self, roots: Callable[[], Sequence[psutil.Process]], broker: psutil.Process | None) -> None:
+    def __init__(self, roots: Callable[[], dict[str, psutil.Process]], broker: psutil.Process | None) -> None:
         self._roots = roots
         self._broker = broker
         self.samples = Samples()
@@ -119,10 +116,16 @@ class Sampler:
             self._sample()
 
     def _sample(self) -> None:
-        cpu, rss = _cpu_and_rss(_tree(self._roots()))
+        cpu, rss = 0.0, 0
+        by_process: dict[str, int] = {}
+        for name, root in self._roots().items():
+            c, r = _cpu_and_rss(_tree(root))
+            cpu, rss, by_process[name] = cpu + c, rss + r, r
         broker = _cpu_and_rss([self._broker])[0] if self._broker is not None else None
         with self._lock:
             s = self.samples
+            for name, r in by_process.items():
+                s.peak_rss_by_process[name] = max(r, s.peak_rss_by_process.get(name, 0))
             s.wall.append(time.time())
             s.cpu.append(cpu)
             s.rss.append(rss)

@@ -1,8 +1,9 @@
 """Profiles of the streampod variant's three processes during a drain: py-spy or pyinstrument.
 
 - ``py-spy``: attached to each running process (sampling from outside, so the services run
-  unchanged); the raw collapsed stacks are kept, and the functions with the most samples, on top
-  of the stack (self) and anywhere in it (total), are summarised per process.
+  unchanged), counting only the thread that holds the GIL; the raw collapsed stacks are kept, and
+  the functions with the most samples, on top of the stack (self) and anywhere in it (total), are
+  summarised per process.
 - ``pyinstrument``: each service is started under ``python -m pyinstrument`` and writes its text
   report when it exits (it samples the main thread: the event loop, not librdkafka's threads).
 """
@@ -97,8 +98,10 @@ class Profiler:
         spy = _py_spy()
         for name, proc in named.items():
             raw = self.dir / f"{name}.py-spy.txt"
+            # --gil: only samples of the thread holding the GIL, i.e. where Python itself spends the
+            # process's one core; threads waiting in librdkafka or a queue would only add noise.
             argv = [spy, "record", "--pid", str(proc.pid), "--rate", str(SAMPLE_RATE), "--format", "raw",
-                    "--nonblocking", "--output", str(raw)]  # fmt: skip
+                    "--gil", "--nonblocking", "--output", str(raw)]  # fmt: skip
             log = (self.dir / f"{name}.py-spy.log").open("wb")
             self._spies.append((name, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), raw))
 

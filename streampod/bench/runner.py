@@ -183,7 +183,7 @@ class Bench:
                 self.results.open_loop.append(_skip(run, name, size, label, why))
                 continue
             rate = fraction * limit
-            if own is not None and rate > 1.2 * own:
+            if own is not None and rate > own:
                 # Its drain throughput in this run is far below the offered rate: it would only queue.
                 why = f"offered {rate:,.0f}/s is above its drain throughput {own:,.0f}/s"
                 self.results.open_loop.append(_skip(run, name, size, label, why, saturated=True, offered=rate))
@@ -273,7 +273,7 @@ class Bench:
         rec["start_s"] = round(time.monotonic() - started, 2)
         if profiler is not None and isinstance(variant, variants.Streampod):
             profiler.attach(variant.named_processes())
-        sampler = measure.Sampler(variant.processes, self.broker).start()
+        sampler = measure.Sampler(variant.named_processes, self.broker).start()
         failed = False
         try:
             yield sampler
@@ -288,6 +288,7 @@ class Bench:
             codes = variant.stop()
             rec["exit_codes"] = codes
             rec["peak_rss_mb"] = round(samples.peak_rss() / 2**20, 1)
+            rec["peak_rss_mb_by_process"] = {k: round(v / 2**20, 1) for k, v in samples.peak_rss_by_process.items()}
             if profiler is not None:
                 rec["profile"] = profiler.finish()
                 self.results.profiles.append({"size": rec["size"], **rec["profile"]})
@@ -369,7 +370,15 @@ class Bench:
         rec["latency_samples"] = len(lat)
         for q, key in ((50, "p50_ms"), (99, "p99_ms"), (99.9, "p999_ms"), (100, "max_ms")):
             rec[key] = measure.percentile(lat, q)
-        rec["saturated"] = counts.lost > 0
+        # Saturated: the output did not catch up by the end of the grace period, or a queue grew
+        # during the window (latency late in the window well above latency early in it).
+        by_time = [first[i] for i in sorted(first)]  # ids rise with the time they were produced
+        quarter = len(by_time) // 4
+        early = measure.percentile(sorted(by_time[:quarter]), 50) if quarter else None
+        late = measure.percentile(sorted(by_time[-quarter:]), 50) if quarter else None
+        rec["p50_first_quarter_ms"], rec["p50_last_quarter_ms"] = early, late
+        growing = early is not None and late is not None and late > 2 * early + 50
+        rec["saturated"] = counts.lost > 0 or growing
         end_ms = produce_start * 1000.0 + cfg.open_seconds * 1000.0
         in_window = [a for a, t in zip(outputs.appended_ms, outputs.ts_in_ms, strict=True) if t >= cutoff_ms]
         rate_out, t_lo, t_hi = measure.steady_rate(in_window, 0.0, 1.0)

@@ -48,7 +48,10 @@ class Variant(ABC):
     def start(self, job: Job) -> None: ...
 
     @abstractmethod
-    def processes(self) -> list[psutil.Process]: ...
+    def named_processes(self) -> dict[str, psutil.Process]: ...
+
+    def processes(self) -> list[psutil.Process]:
+        return list(self.named_processes().values())
 
     @abstractmethod
     def alive(self) -> bool: ...
@@ -97,11 +100,11 @@ class _Processes(Variant):
         job.workdir.mkdir(parents=True, exist_ok=True)
         self._procs.append(_Proc(name, argv, job.workdir / f"{name}.log", env))
 
-    def processes(self) -> list[psutil.Process]:
-        out = []
+    def named_processes(self) -> dict[str, psutil.Process]:
+        out = {}
         for p in self._procs:
             with contextlib.suppress(psutil.Error):
-                out.append(psutil.Process(p.popen.pid))
+                out[p.name] = psutil.Process(p.popen.pid)
         return out
 
     def alive(self) -> bool:
@@ -166,9 +169,6 @@ class Streampod(Variant):
         if self._stage is None:
             raise RuntimeError("not started")
         return self._stage
-
-    def processes(self) -> list[psutil.Process]:
-        return list(self.named_processes().values())
 
     def named_processes(self) -> dict[str, psutil.Process]:
         out = {}

@@ -8,6 +8,9 @@
 set -euo pipefail
 
 HELM_VERSION="${STREAMPOD_HELM_VERSION:-v3.21.4}"
+# The Kubernetes version helm assumes without --kube-version: helm's Makefile stamps the minor of its
+# k8s.io/client-go (v0.36 for v3.21.4) plus one major; `go install` alone would leave it at 1.20.
+HELM_K8S_VERSION="${STREAMPOD_HELM_K8S_VERSION:-1.36}"
 
 if [ -n "${STREAMPOD_HELM:-}" ]; then
   echo "$STREAMPOD_HELM"
@@ -32,7 +35,11 @@ if [ ! -x "$bin" ]; then
   # -mod=mod: resolve helm's own go.mod, whatever the caller's GOFLAGS say; CGO off gives a static binary.
   # The version is stamped as helm's own Makefile does (go install alone would report "v3.21").
   GOBIN="$cache/bin" GOPATH="$build/gopath" GOCACHE="$build/gocache" GOFLAGS=-mod=mod CGO_ENABLED=0 \
-    go install -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    go install -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=${HELM_K8S_VERSION%%.*} \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${HELM_K8S_VERSION#*.} \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=${HELM_K8S_VERSION%%.*} \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=${HELM_K8S_VERSION#*.}" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
   # The module cache is written read-only; only the binary is worth keeping.
   chmod -R u+w "$build" && rm -rf "$build"

@@ -45,6 +45,13 @@ naming the values to fix.
 {{- end -}}
 {{- end -}}
 {{- if $v.blueGreen.enabled -}}
+{{- if and (eq $v.input.kind "eventhubs") (hasPrefix "$" $v.input.consumerGroup) -}}
+{{- range $c := list "blue" "green" -}}
+{{- if not (index $v.blueGreen $c).candidateConsumerGroup -}}
+{{- fail (printf "blueGreen.%s.candidateConsumerGroup: required with Event Hubs group %q (a candidate needs its own group, created on the hub)" $c $v.input.consumerGroup) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $groups := list -}}
 {{- range $c := list "blue" "green" -}}
 {{- $groups = append $groups (include "streampod.consumerGroup" (dict "root" $ "colour" $c)) -}}

@@ -33,6 +33,8 @@ case "$cmd" in
     ;;
   test)
     bootstrap
+    # helm for the chart's tests: PATH's, or the pinned one built once (minutes) before the timed tests.
+    bash scripts/install-helm.sh >/dev/null
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,8 +34,9 @@ SKIP_ENV = ("PIP_NO_CACHE_DIR",)
 
 
 def _host_env() -> dict[str, str]:
-    keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
-    return {k: os.environ[k] for k in keep if k in os.environ} | {"PATH": os.defpath}
+    """What a build needs from this machine to reach the registry: home, caches, pip and TLS settings."""
+    keep = re.compile(r"HOME|LANG|LC_ALL|TMPDIR|XDG_CACHE_HOME|PIP_\w+|\w*_PROXY|SSL_CERT_\w+|\w*CA_BUNDLE", re.I)
+    return {k: v for k, v in os.environ.items() if keep.fullmatch(k)} | {"PATH": os.defpath}
 
 
 def _run(command: str, cwd: Path, env: dict[str, str]) -> None:

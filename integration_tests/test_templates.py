@@ -11,14 +11,17 @@ new`` from a built wheel, not from this checkout.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,7 @@ def through_kafka(
     kafka_env: Any,
     stage_factory: Any,
     start_timeout: float = 60.0,
+    check_running: Callable[[Any], None] | None = None,
 ) -> tuple[dict[int, Out], dict[int, Out]]:
     """The samples through reader, app and writer on the real broker: outputs and dead letters by sample."""
     boot = kafka_broker.bootstrap_servers
@@ -98,6 +102,8 @@ def through_kafka(
     assert producer.flush(30) == 0
     stage = stage_factory(**kafka_env(topic_in, topic_out, group=group, dlq=dlq), app_module=str(project / "app.py"))
     stage.start(start_timeout)
+    if check_running is not None:
+        check_running(stage)
     got = read_all(boot, [topic_out, dlq], expected=len(records), timeout=start_timeout + 60)
     wait_committed_to_end(boot, group, topic_in, PARTITIONS)
     outputs = {int(o.headers[SAMPLE_HEADER]): o for o in got if o.topic == topic_out}
@@ -113,6 +119,51 @@ def check_dead_letters(dead: dict[int, Out], expected: dict[int, str]) -> None:
     for i, reason in expected.items():
         got = dead[i].headers["streampod-error"].decode()
         assert reason in got, f"sample {i}: dead-letter reason {got!r} lacks {reason!r}"
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """The local addresses that process ``pid`` and its descendants listen on (TCP, read from /proc)."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError):
+                continue
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, pp in parent.items() if pp in tree} - tree
+        tree |= more
+        grew = bool(more)
+    inodes = set()
+    for p in tree:
+        try:
+            fds = list(Path(f"/proc/{p}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                # /proc prints each 32-bit word in host (little-endian) order.
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(socket.inet_ntop(family, raw))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def load_module(path: Path) -> Any:
@@ -167,8 +218,23 @@ def test_pyspark_template(tmp_path, kafka_broker, topic_factory, kafka_env, stag
     project = streampod_new(tmp_path, "pyspark")
     assert (project / "model" / "pipeline").is_dir(), "streampod new trains the example model"
     run_own_tests(project, timeout=600)
+    listening: set[str] = set()
+
+    def spark_listens_on_loopback_only(stage: Any) -> None:
+        listening.update(listening_addresses(stage["app"].proc.pid))
+        assert listening, "the app's processes listen on nothing"
+        assert all(is_loopback(a) for a in listening), f"the app or its JVM listens beyond loopback: {listening}"
+
     # Spark's start and the model load come before /healthz: give the app minutes on a busy machine.
-    outputs, dead = through_kafka(project, kafka_broker, topic_factory, kafka_env, stage_factory, start_timeout=240)
+    outputs, dead = through_kafka(
+        project,
+        kafka_broker,
+        topic_factory,
+        kafka_env,
+        stage_factory,
+        start_timeout=240,
+        check_running=spark_listens_on_loopback_only,
+    )
     direct = subprocess.run(
         [sys.executable, str(APPS / "spark_direct.py"), str(project / "model"), str(project / "samples.jsonl")],
         capture_output=True,
@@ -248,14 +314,19 @@ def test_streampod_new_from_a_built_wheel(tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     env = {**os.environ, "PYTHONPATH": str(site)}
     where = subprocess.run(
-        [sys.executable, "-c", "import streampod.scaffold as s; print(s.templates_root())"],
+        # `streampod run`'s demo finds the plain template there too.
+        [
+            sys.executable,
+            "-c",
+            "import streampod.run as r; print(r.TEMPLATE.parent, (r.TEMPLATE / 'app.py').is_file())",
+        ],
         capture_output=True,
         text=True,
         env=env,
         cwd=tmp_path,
         check=True,
     )
-    assert where.stdout.strip().startswith(str(site)), where.stdout
+    assert where.stdout.strip().startswith(str(site)) and where.stdout.strip().endswith("True"), where.stdout
     project = streampod_new(tmp_path / "out", "sklearn", "--no-train", env=env)
     assert not (project / "model").exists()
     # Without model/, the project's tests train one into a temporary folder first.

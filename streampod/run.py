@@ -22,9 +22,11 @@ from types import FrameType
 
 import orjson
 
+from streampod.scaffold import templates_root
 from streampod.stage import LocalStage
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "app_template" / "python"
+# The plain template as installed (streampod.templates), so the demo runs from a wheel as from a checkout.
+TEMPLATE = Path(str(templates_root().joinpath("python")))
 
 
 class _Interrupted(Exception):

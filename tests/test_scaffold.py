@@ -30,7 +30,7 @@ def test_a_project_holds_the_template_with_its_name_filled_in(template: str, tmp
     written = generate("my-stage", template, tmp_path)
     project = tmp_path / "my-stage"
     names = {p.relative_to(project).as_posix() for p in written}
-    assert {"app.py", "samples.jsonl", "README.md", "Dockerfile", "values.yaml", "pytest.ini", ".gitignore"} <= names
+    assert {"app.py", "samples.jsonl", "README.md", "Dockerfile", "values.yaml", ".gitignore"} <= names
     assert any(n.startswith("tests/test_") for n in names)
     assert not any("__pycache__" in n or n.startswith("model/") for n in names)
     for path in written:

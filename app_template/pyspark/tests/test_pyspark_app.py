@@ -69,6 +69,14 @@ def test_a_batch_is_one_dataframe_scored_once(app: AppHarness, monkeypatch: pyte
     assert sizes == [40]  # the invalid record never reached Spark
 
 
+def test_spark_runs_in_this_process_on_loopback_without_a_ui(app: AppHarness) -> None:
+    spark = app.module.spark
+    assert spark.sparkContext.master == "local[1]"
+    assert spark.sparkContext.uiWebUrl is None
+    assert spark.conf.get("spark.driver.bindAddress") == "127.0.0.1"
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "1"
+
+
 def test_every_sample_is_answered(app: AppHarness) -> None:
     results = app.send(SAMPLES)
     assert [r.status for r in results] == ["ok"] * 10 + ["reject"] * 2

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from image_support import SKIP_ENV
+from image_support import host_env as _host_env
+from image_support import run as _run
 
 from streampod.dockerfile import LocalImage, parse, replay
 from streampod.stage import Component, free_port
@@ -29,27 +31,6 @@ IMAGES = {
     "output-writer": ROOT / "output_writer" / "Dockerfile",
     "app": ROOT / "app_template" / "Dockerfile",
 }
-# pip's cache is the machine's (the Dockerfiles turn it off to keep layers small; here it saves minutes).
-SKIP_ENV = ("PIP_NO_CACHE_DIR",)
-
-
-def _host_env() -> dict[str, str]:
-    """What a build needs from this machine to reach the registry: home, caches, pip and TLS settings."""
-    keep = re.compile(r"HOME|LANG|LC_ALL|TMPDIR|XDG_CACHE_HOME|PIP_\w+|\w*_PROXY|SSL_CERT_\w+|\w*CA_BUNDLE", re.I)
-    return {k: v for k, v in os.environ.items() if keep.fullmatch(k)} | {"PATH": os.defpath}
-
-
-def _run(command: str, cwd: Path, env: dict[str, str]) -> None:
-    path = env["PATH"].replace("$PATH", os.defpath)
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", command],
-        cwd=cwd,
-        env={**_host_env(), **env, "PATH": path},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, f"RUN {command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
 def _build_key(dockerfile: Path) -> str:

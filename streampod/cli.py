@@ -19,6 +19,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "measure": ("streampod.measure", "main", "time an app's start-up and per-batch latency (to size its probes)"),
     "bench": ("streampod.bench.cli", "main", "benchmark against the per-message baseline, the in-process limit, Quix"),
     "rollout": ("streampod.rollout.cli", "main", "blue/green tools: compare the candidate with the active colour"),
+    "release": ("streampod.release", "main", "the blue/green release pipeline's steps: plan, candidate, compare, ..."),
 }
 
 

@@ -4,6 +4,14 @@ Each lane sends one batch at a time, so order holds within a partition while par
 parallel (up to STREAMPOD_MAX_IN_FLIGHT_BATCHES). A lane's commit point is the offset of its first
 record not yet answered for, so a commit never passes a message that could still be lost. A lane
 holding too many records pauses its partition; the consumer keeps polling, so it stays in its group.
+
+The reader as a whole holds at most STREAMPOD_MAX_BUFFERED_MESSAGES: at that mark it stops taking
+records from the source until a batch is answered, and the source's own prefetch (bounded) fills
+up instead. That is the common case, a backlog on every partition, and it costs nothing, whereas a
+pause makes librdkafka drop its prefetched records, and after the resume its fetcher picks the
+partition up only at its next wake-up, up to a second later (docs/design.md). Only when the
+mark has held for ``stall_pause_s`` (the app stuck, not slow) are the lanes that hold records
+paused, so that polling, and with it the consumer's membership of its group, can go on.
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ class ReaderPolicy:
     batch_max_bytes: int = 1_048_576
     max_message_bytes: int = 1_048_576
     max_in_flight_batches: int = 8
-    max_buffered_per_partition: int = 2000
+    max_buffered_per_partition: int = 5000
+    max_buffered_messages: int = 10000
+    stall_pause_s: float = 5.0
     message_max_retries: int = 5
     commit_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
@@ -70,7 +80,11 @@ class Lane:
             self.commit_point = entry.record.offset
         self.pending.append(entry)
         self.wakeup.set()
-        if not self.paused and self.buffered >= self.reader.policy.max_buffered_per_partition:
+        if self.buffered >= self.reader.policy.max_buffered_per_partition:
+            self.pause()
+
+    def pause(self) -> None:
+        if not self.paused:
             self.paused = True
             self.reader.source.pause([self.pid])
             self.reader.metrics.paused.inc()
@@ -127,7 +141,7 @@ class Lane:
 
     def cancel(self) -> None:
         self.task.cancel()
-        self.reader.metrics.in_flight.dec(self.buffered)
+        self.reader.release(self.buffered)
         if self.paused:
             self.reader.metrics.paused.dec()
 
@@ -150,6 +164,10 @@ class Reader:
         self.backoff = backoff
         self.lanes: dict[PartitionId, Lane] = {}
         self._in_flight = asyncio.Semaphore(policy.max_in_flight_batches)
+        #: Records read and not yet answered, over all lanes; ``_room`` is set while below the mark.
+        self._buffered = 0
+        self._room = asyncio.Event()
+        self._room.set()
 
     # -- the partition listener (called by the source on rebalance) --------------------------------
 
@@ -187,17 +205,44 @@ class Reader:
                 if self.source.at_end() and self._all_answered():
                     log.info("input exhausted and answered for")
                     break
+                await self._room_to_poll(stop)
                 records = await self.source.poll(self.policy.poll_max_records, self.policy.poll_timeout_s)
                 self._accept(records)
         finally:
             committer.cancel()
             await self._drain()
 
+    async def _room_to_poll(self, stop: asyncio.Event) -> None:
+        """Wait while the reader holds its maximum; after ``stall_pause_s`` pause the lanes that hold records."""
+        policy = self.policy
+        if self._buffered < policy.max_buffered_messages:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + policy.stall_pause_s
+        while self._buffered >= policy.max_buffered_messages and not stop.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                for lane in self.lanes.values():
+                    if lane.buffered:
+                        lane.pause()
+                return
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), min(left, policy.poll_timeout_s))
+
+    def release(self, n: int) -> None:
+        """``n`` records left the reader: answered, dead-lettered or given back with their partition."""
+        self._buffered -= n
+        self.metrics.in_flight.dec(n)
+        if self._buffered < self.policy.max_buffered_messages:
+            self._room.set()
+
     def _accept(self, records: Sequence[InRecord]) -> None:
         if not records:
             return
         self.metrics.messages_in.inc(len(records))
         self.metrics.in_flight.inc(len(records))
+        self._buffered += len(records)
         system = self.source.system
         policy = self.policy
         for r in records:
@@ -240,7 +285,7 @@ class Reader:
         if dead:
             await self.dead_letters.send(dead)
         self.metrics.messages_ok.inc(ok)
-        self.metrics.in_flight.dec(len(batch) - len(again))
+        self.release(len(batch) - len(again))
         if again:
             lane.requeue(again)
             if retry_delay:

@@ -74,6 +74,7 @@ def policy(s: InputReaderSettings) -> ReaderPolicy:
         max_message_bytes=s.max_message_bytes,
         max_in_flight_batches=s.max_in_flight_batches,
         max_buffered_per_partition=s.max_buffered_per_partition,
+        max_buffered_messages=s.max_buffered_messages,
         message_max_retries=s.message_max_retries,
         commit_interval_s=s.commit_interval_ms / 1000,
         drain_timeout_s=s.drain_timeout_s,

@@ -278,8 +278,10 @@ class InputReaderSettings(_Base, KafkaConnection, EventHubConnection, RetrySetti
     """A message larger than this is dead-lettered before it is sent."""
     max_in_flight_batches: int = Field(default=8, ge=1)
     """Batches at the app at once, across partitions (one per partition at a time)."""
-    max_buffered_per_partition: int = Field(default=2000, ge=1)
+    max_buffered_per_partition: int = Field(default=5000, ge=1)
     """A partition holding more buffered messages than this is paused until half are answered."""
+    max_buffered_messages: int = Field(default=10000, ge=1)
+    """Most messages read and not yet answered, over all partitions; at this mark the reader stops reading."""
     request_timeout_s: float = Field(default=30.0, gt=0)
     """How long to wait for an answer before the request counts as failed."""
     commit_interval_ms: int = Field(default=1000, ge=10)

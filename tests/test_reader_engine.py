@@ -227,6 +227,68 @@ async def test_a_slow_app_pauses_the_partition_and_memory_stays_bounded():
     assert source.pause_calls >= 1
 
 
+async def test_at_the_reader_wide_mark_it_stops_reading_without_pausing():
+    # Pausing costs librdkafka's prefetch and a fetch delay, so a merely slow app must not cause one.
+    source = MemorySource([r for p in range(4) for r in records(50, PartitionId("in", p))])
+    app = ScriptedApp(lambda e: OK)
+    app.gate = asyncio.Event()
+    reader_task = asyncio.create_task(
+        run_reader(
+            source,
+            app,
+            max_buffered_messages=20,
+            max_buffered_per_partition=1000,
+            batch_max_messages=5,
+            poll_max_records=5,
+            stall_pause_s=5.0,
+        )
+    )
+    await asyncio.sleep(0.2)
+    assert len(source.records) == 200 - 20
+    assert source.pause_calls == 0
+    app.gate.set()
+    await reader_task
+    assert source.final == {PartitionId("in", p): 50 for p in range(4)}
+    assert source.pause_calls == 0
+
+
+async def test_a_stuck_app_gets_its_lanes_paused_after_the_stall_time_so_polling_goes_on():
+    source = MemorySource(records(100))
+    app = ScriptedApp(lambda e: OK)
+    app.gate = asyncio.Event()
+    polls = 0
+    real_poll = source.poll
+
+    async def counting_poll(max_records: int, timeout_s: float) -> list[InRecord]:
+        nonlocal polls
+        polls += 1
+        return await real_poll(max_records, timeout_s)
+
+    source.poll = counting_poll  # type: ignore[method-assign]
+    reader_task = asyncio.create_task(
+        run_reader(
+            source,
+            app,
+            max_buffered_messages=10,
+            batch_max_messages=5,
+            poll_max_records=5,
+            stall_pause_s=0.1,
+            poll_timeout_s=0.02,
+        )
+    )
+    await asyncio.sleep(0.05)
+    before = polls
+    assert P0 not in source.paused
+    await asyncio.sleep(0.3)
+    # Past the stall time: the full lane is paused and the reader polls again (it stays in its group).
+    assert P0 in source.paused
+    assert polls > before
+    assert len(source.records) == 90
+    app.gate.set()
+    await reader_task
+    assert source.final == {P0: 100}
+
+
 @pytest.mark.parametrize("partitions", [1, 4])
 async def test_order_holds_per_partition_with_partitions_in_parallel(partitions: int):
     recs = [r for p in range(partitions) for r in records(30, PartitionId("in", p))]

@@ -20,8 +20,8 @@ from pathlib import Path
 from streampod.errors import ConfigError
 
 TEMPLATES = ("python", "sklearn", "pyspark")
-#: Azure DevOps pipeline files for a generated project: copied (rendered) into ``pipelines/`` when the
-#: templates package has this folder. The ci/ work (issue 5) has not written them yet.
+#: Azure DevOps pipeline files for a generated project (app_template/pipelines): copied (rendered) into
+#: ``pipelines/``; they use the streampod repository's ci/templates (docs/azure-devops.md).
 PIPELINES = "pipelines"
 PLACEHOLDER = "{{name}}"
 
@@ -83,6 +83,8 @@ def _copy(src: Traversable, dst: Path, name: str) -> list[Path]:
         if item.name.endswith(_RENDERED_SUFFIXES):
             data = data.replace(PLACEHOLDER.encode(), name.encode())
         out.write_bytes(data)
+        if isinstance(item, Path) and item.stat().st_mode & 0o111:
+            out.chmod(0o755)  # the pipelines' scripts
         written.append(out)
     return written
 

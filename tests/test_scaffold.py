@@ -75,7 +75,8 @@ def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert cli_main(["new", "plain", "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "files of the python template written to" in out
-    assert "no Azure DevOps pipelines yet" in out
+    assert "no Azure DevOps pipelines yet" not in out
+    assert (tmp_path / "plain" / "pipelines" / "release-pipeline.yml").exists()
     assert (tmp_path / "plain" / "app.py").exists()
     assert cli_main(["new", "plain", "--dir", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err

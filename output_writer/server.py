@@ -24,8 +24,8 @@ from streampod.contract import (
     MESSAGE_PATH,
     MESSAGES_PATH,
     encode_results,
-    parse_batch,
-    value_to_bytes,
+    parse_raw_batch,
+    raw_value_to_bytes,
 )
 from streampod.errors import ContractError
 from streampod.metrics import WriterMetrics
@@ -118,7 +118,7 @@ def create_app(settings: OutputWriterSettings, sink: Sink, metrics: WriterMetric
         body = await read_body(request, settings.max_body_bytes)
         started = time.perf_counter()
         try:
-            batch = parse_batch(body)
+            batch = parse_raw_batch(body)
         except ContractError as exc:
             raise Refused(400, str(exc)) from None
         results: list[dict[str, Any]] = [{}] * len(batch)
@@ -126,7 +126,7 @@ def create_app(settings: OutputWriterSettings, sink: Sink, metrics: WriterMetric
         written: list[int] = []
         for i, m in enumerate(batch):
             try:
-                value = value_to_bytes(m.value, m.encoding)
+                value = raw_value_to_bytes(m.value, m.encoding)
             except ContractError as exc:
                 results[i] = {"id": m.id, "status": "reject", "error": str(exc)}
                 continue

@@ -1,20 +1,23 @@
 """HTTP contract v1: the wire format between input reader, app and output writer.
 
-The pydantic models are the specification and give readable 400 reasons; the hot path parses a
-whole batch in one ``validate_json`` call (pydantic-core, no per-message Python) and encodes with
-orjson. ``value`` is decoded per ``encoding`` only where it is used, so a bad value becomes a
-per-message error rather than a failed batch.
+The msgspec structs below are the specification. A whole batch is parsed in one ``decode`` call
+(msgspec, no per-message Python) and encoded with orjson. msgspec rather than pydantic here: on a
+500-message batch it parses 2-3x faster, and it can keep a value as raw JSON (``msgspec.Raw``), so
+the output writer hands the app's bytes to the producer without parsing and re-encoding them
+(docs/benchmark.md). ``value`` is decoded per ``encoding`` only where it is used, so a bad value
+becomes a per-message error rather than a failed batch.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from streampod.errors import ContractError
 
@@ -31,13 +34,11 @@ H_TOPIC = "streampod-topic"
 H_HEADER_PREFIX = "streampod-header-"
 H_SOURCE_PREFIX = "streampod-source-"
 
-
-class _Model(BaseModel):
-    # Unknown fields are ignored so that v1 can grow by addition without breaking old peers.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+_Id = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class Source(_Model):
+# Unknown fields are ignored (msgspec's default) so that v1 can grow by addition without breaking old peers.
+class Source(msgspec.Struct, frozen=True):
     """Where a message came from: set by the input reader, passed to the app."""
 
     system: str
@@ -47,65 +48,100 @@ class Source(_Model):
     timestamp: int | None = None
 
 
-class Message(_Model):
-    id: str = Field(min_length=1)
+class Message(msgspec.Struct, frozen=True):
+    """One message of a batch, its ``value`` parsed (what the app's code works on)."""
+
+    id: _Id
     key: str | None = None
     value: Any = None
     encoding: Encoding = "json"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = {}
     source: Source | None = None
     #: Toward the output writer only: a destination from its allow-list.
     topic: str | None = None
 
 
-class MessageBatch(_Model):
+class RawMessage(msgspec.Struct, frozen=True):
+    """One message as the output writer needs it: ``value`` kept as the JSON bytes that were sent."""
+
+    id: _Id
+    key: str | None = None
+    value: msgspec.Raw = msgspec.Raw(b"null")
+    encoding: Encoding = "json"
+    headers: dict[str, str] = {}
+    source: Source | None = None
+    topic: str | None = None
+
+
+class MessageBatch(msgspec.Struct, frozen=True):
     messages: list[Message]
 
 
-class Result(_Model):
+class RawMessageBatch(msgspec.Struct, frozen=True):
+    messages: list[RawMessage]
+
+
+class Result(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
     status: Status
     error: str | None = None
 
 
-class ResultBatch(_Model):
+class ResultBatch(msgspec.Struct, frozen=True):
     results: list[Result]
 
 
-_batch_adapter: TypeAdapter[MessageBatch] = TypeAdapter(MessageBatch)
-_results_adapter: TypeAdapter[ResultBatch] = TypeAdapter(ResultBatch)
+_batch_decoder = msgspec.json.Decoder(MessageBatch)
+_raw_batch_decoder = msgspec.json.Decoder(RawMessageBatch)
+_results_decoder = msgspec.json.Decoder(ResultBatch)
+_str_decoder = msgspec.json.Decoder(str)
+_AT = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$", re.DOTALL)
 
 
-def _reason(exc: ValidationError, limit: int = 5) -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:limit]:
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
-    more = exc.error_count() - limit
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts)
+def _reason(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
+    """``messages.0.id: Expected `str`, got `int``` from msgspec's ``... - at `$.messages[0].id```."""
+    text = str(exc)
+    m = _AT.match(text)
+    if m is None:
+        return text
+    # msgspec writes a map's value as `[...]` (it does not name the key): the map is named instead.
+    path = re.sub(r"\[(\d+)\]", r".\1", m["path"].replace("[...]", "")).lstrip(".") or "body"
+    return f"{path}: {m['msg']}"
+
+
+def _check_ids(messages: list[Message] | list[RawMessage]) -> None:
+    seen: set[str] = set()
+    for m in messages:
+        if m.id in seen:
+            raise ContractError(f"malformed batch: duplicate id {m.id!r}")
+        seen.add(m.id)
 
 
 def parse_batch(body: bytes) -> list[Message]:
     """Parse a request body; raise ContractError with the reason for a 400."""
     try:
-        batch = _batch_adapter.validate_json(body)
-    except ValidationError as exc:
+        messages = _batch_decoder.decode(body).messages
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ContractError(f"malformed batch: {_reason(exc)}") from None
-    seen: set[str] = set()
-    for m in batch.messages:
-        if m.id in seen:
-            raise ContractError(f"malformed batch: duplicate id {m.id!r}")
-        seen.add(m.id)
-    return batch.messages
+    _check_ids(messages)
+    return messages
+
+
+def parse_raw_batch(body: bytes) -> list[RawMessage]:
+    """As ``parse_batch``, with every value kept as its JSON bytes (checked to be JSON, not parsed)."""
+    try:
+        messages = _raw_batch_decoder.decode(body).messages
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ContractError(f"malformed batch: {_reason(exc)}") from None
+    _check_ids(messages)
+    return messages
 
 
 def parse_results(body: bytes, ids: Iterable[str]) -> dict[str, Result]:
     """Parse a reply and check a result is owed for every id sent, and only those."""
     try:
-        results = _results_adapter.validate_json(body).results
-    except ValidationError as exc:
+        results = _results_decoder.decode(body).results
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ContractError(f"malformed reply: {_reason(exc)}") from None
     by_id = {r.id: r for r in results}
     wanted = set(ids)
@@ -118,14 +154,35 @@ def parse_results(body: bytes, ids: Iterable[str]) -> dict[str, Result]:
     return by_id
 
 
+def _result_dict(r: Result) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": r.id, "status": r.status}
+    if r.error is not None:
+        out["error"] = r.error
+    return out
+
+
 def encode_results(results: Iterable[Result | Mapping[str, Any]]) -> bytes:
-    out = [r.model_dump(exclude_none=True) if isinstance(r, Result) else r for r in results]
+    out = [_result_dict(r) if isinstance(r, Result) else r for r in results]
     return orjson.dumps({"results": out})
 
 
 def encode_batch(messages: Iterable[Mapping[str, Any]]) -> bytes:
     """Encode wire dicts; a ``value`` may be an ``orjson.Fragment`` of already-checked JSON."""
     return orjson.dumps({"messages": list(messages)})
+
+
+def raw_value_to_bytes(value: msgspec.Raw, encoding: Encoding) -> bytes | None:
+    """The payload bytes a RawMessage stands for; raise ContractError when value and encoding disagree."""
+    raw = bytes(value)
+    if raw == b"null":
+        return None
+    if encoding == "json":
+        return raw
+    try:
+        text = _str_decoder.decode(raw)
+    except msgspec.ValidationError:
+        raise ContractError(f"value must be a string for encoding {encoding!r}") from None
+    return value_to_bytes(text, encoding)
 
 
 def value_to_bytes(value: Any, encoding: Encoding) -> bytes | None:

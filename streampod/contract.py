@@ -117,23 +117,24 @@ def _check_ids(messages: list[Message] | list[RawMessage]) -> None:
         seen.add(m.id)
 
 
-def parse_batch(body: bytes) -> list[Message]:
-    """Parse a request body; raise ContractError with the reason for a 400."""
+def _decode_batch(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
     try:
-        messages = _batch_decoder.decode(body).messages
+        messages = decoder.decode(body).messages
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ContractError(f"malformed batch: {_reason(exc)}") from None
     _check_ids(messages)
     return messages
 
 
+def parse_batch(body: bytes) -> list[Message]:
+    """Parse a request body; raise ContractError with the reason for a 400."""
+    messages: list[Message] = _decode_batch(_batch_decoder, body)
+    return messages
+
+
 def parse_raw_batch(body: bytes) -> list[RawMessage]:
     """As ``parse_batch``, with every value kept as its JSON bytes (checked to be JSON, not parsed)."""
-    try:
-        messages = _raw_batch_decoder.decode(body).messages
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ContractError(f"malformed batch: {_reason(exc)}") from None
-    _check_ids(messages)
+    messages: list[RawMessage] = _decode_batch(_raw_batch_decoder, body)
     return messages
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -157,3 +159,52 @@ def check_complete_and_ordered(outputs: Sequence[Out], inputs: Sequence[tuple[st
 
 def python() -> str:
     return sys.executable
+
+
+class SteadyStream:
+    """Produces keyed messages at a steady rate on a thread; ``extra`` values can be slipped in."""
+
+    def __init__(self, bootstrap: str, topic: str, rate: float = 60, keys: int = 24) -> None:
+        self.rate, self.keys = rate, keys
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+        self.topic = topic
+        self.sent: list[tuple[str, int]] = []  # (key, seq) in send order
+        self.marked: list[tuple[str, int, str]] = []  # (key, seq, reject_if)
+        self._seq: dict[str, int] = defaultdict(int)
+        self._mark: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def mark_next(self, n: int, reject_if: str) -> None:
+        """The next ``n`` messages ask to be rejected by ``reject_if``."""
+        with self._lock:
+            self._mark, self._left = reject_if, n
+
+    def _run(self) -> None:
+        i = 0
+        deadline = time.monotonic() + 300  # bounded even if the test never says stop
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            key = f"k{i % self.keys}"
+            value: dict[str, Any] = {"key": key, "seq": self._seq[key]}
+            with self._lock:
+                if self._mark is not None:
+                    value["reject_if"] = self._mark
+                    self.marked.append((key, self._seq[key], self._mark))
+                    self._left -= 1
+                    if self._left == 0:
+                        self._mark = None
+            self.producer.produce(self.topic, key=key.encode(), value=orjson.dumps(value))
+            self.sent.append((key, self._seq[key]))
+            self._seq[key] += 1
+            i += 1
+            self.producer.poll(0)
+            time.sleep(1 / self.rate)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        assert self.producer.flush(30) == 0, "the test stream could not be delivered"

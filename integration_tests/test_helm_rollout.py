@@ -10,17 +10,13 @@ MODEL_VARIANT (set through the chart's per-colour appEnv), so every output says 
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from confluent_kafka import Producer
-from pipeline_support import APPS, Out, committed, end_offsets, read_all, wait_committed_to_end
+from pipeline_support import APPS, Out, SteadyStream, committed, end_offsets, read_all, wait_committed_to_end
 
 from streampod import chart
 from streampod.localkafka import LocalKafka
@@ -29,56 +25,6 @@ from streampod.localpod import LocalCluster
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
-RATE = 60  # messages a second
-KEYS = 24
-
-
-class SteadyStream:
-    """Produces keyed messages at a steady rate on a thread; ``extra`` values can be slipped in."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
-        self.topic = topic
-        self.sent: list[tuple[str, int]] = []  # (key, seq) in send order
-        self.marked: list[tuple[str, int, str]] = []  # (key, seq, reject_if)
-        self._seq: dict[str, int] = defaultdict(int)
-        self._mark: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def mark_next(self, n: int, reject_if: str) -> None:
-        """The next ``n`` messages ask to be rejected by ``reject_if``."""
-        with self._lock:
-            self._mark, self._left = reject_if, n
-
-    def _run(self) -> None:
-        i = 0
-        deadline = time.monotonic() + 300  # bounded even if the test never says stop
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            key = f"k{i % KEYS}"
-            value: dict[str, Any] = {"key": key, "seq": self._seq[key]}
-            with self._lock:
-                if self._mark is not None:
-                    value["reject_if"] = self._mark
-                    self.marked.append((key, self._seq[key], self._mark))
-                    self._left -= 1
-                    if self._left == 0:
-                        self._mark = None
-            self.producer.produce(self.topic, key=key.encode(), value=orjson.dumps(value))
-            self.sent.append((key, self._seq[key]))
-            self._seq[key] += 1
-            i += 1
-            self.producer.poll(0)
-            time.sleep(1 / RATE)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        assert self.producer.flush(30) == 0, "the test stream could not be delivered"
 
 
 def _values(t: dict[str, str], boot: str, active: str) -> dict[str, Any]:

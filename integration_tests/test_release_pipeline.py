@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pipeline_support import APPS, Out, end_offsets, read_all, wait_committed_to_end
-from test_helm_rollout import SteadyStream
+from pipeline_support import APPS, Out, SteadyStream, end_offsets, read_all, wait_committed_to_end
 
 from streampod import chart
 from streampod.localhelm import LocalHelm

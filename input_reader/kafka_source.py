@@ -57,15 +57,18 @@ def _header_bytes(value: str | bytes | None) -> bytes:
 
 def to_record(msg: KafkaMessage) -> InRecord:
     ts_type, ts = msg.timestamp()
-    raw = msg.headers() or ()
-    pairs = raw.items() if isinstance(raw, dict) else raw
+    raw = msg.headers()
+    headers = None
+    if raw:
+        pairs = raw.items() if isinstance(raw, dict) else raw
+        headers = [(k, _header_bytes(v)) for k, v in pairs]
     return InRecord(
-        partition=PartitionId(msg.topic() or "", msg.partition() or 0),
-        offset=msg.offset() or 0,
-        key=msg.key(),
-        value=msg.value(),
-        headers=[(k, _header_bytes(v)) for k, v in pairs],
-        timestamp=ts if ts_type != 0 else None,
+        PartitionId(msg.topic() or "", msg.partition() or 0),
+        msg.offset() or 0,
+        msg.key(),
+        msg.value(),
+        headers,
+        ts if ts_type != 0 else None,
     )
 
 

@@ -131,7 +131,8 @@ def create_app(settings: OutputWriterSettings, sink: Sink, metrics: WriterMetric
                 results[i] = {"id": m.id, "status": "reject", "error": str(exc)}
                 continue
             key = None if m.key is None else m.key.encode()
-            headers = [(k, v.encode()) for k, v in m.headers.items()] or None
+            # librdkafka writes a str header value as UTF-8 itself.
+            headers = list(m.headers.items()) or None
             records.append(OutRecord(destination(m.topic, settings), key, value, headers))
             written.append(i)
         if records:

@@ -22,7 +22,9 @@ from streampod.errors import ContractError
 from streampod.sink import Delivery, OutRecord, Sink
 
 
-def _text(data: bytes) -> str:
+def _text(data: str | bytes) -> str:
+    if isinstance(data, str):
+        return data
     return data.decode("utf-8", errors="backslashreplace")
 
 

@@ -65,6 +65,9 @@ class Outcome:
     outputs: list[OutRecord] = field(default_factory=list)
 
 
+_NO_OUTPUT = Outcome()
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, BaseModel):
         return obj.model_dump(mode="json")
@@ -77,7 +80,8 @@ class BatchRun:
     def __init__(self, user: UserApp, batch: Sequence[contract.Message], *, log_payloads: bool) -> None:
         self.user = user
         self.batch = batch
-        self.outcomes = [Outcome() for _ in batch]
+        # A message with no answer recorded is ok with no outputs (a shared Outcome, replaced, never mutated).
+        self.outcomes = [_NO_OUTPUT] * len(batch)
         self.log_payloads = log_payloads
 
     def prepare(self) -> list[tuple[int, Message]]:
@@ -120,7 +124,7 @@ class BatchRun:
             self.fail(i, result)
             return
         try:
-            self.outcomes[i].outputs = self._records(i, result)
+            self.outcomes[i] = Outcome("ok", None, self._records(i, result))
         except Exception as exc:  # an answer that cannot be sent: a value orjson cannot encode, ...
             self.fail(i, exc)
 
@@ -135,36 +139,48 @@ class BatchRun:
             self.finish(i, result)
 
     def _set(self, i: int, status: contract.Status, error: str) -> None:
-        o = self.outcomes[i]
-        o.status, o.error, o.outputs = status, error, []
+        self.outcomes[i] = Outcome(status, error)
 
     def _records(self, i: int, result: Any) -> list[OutRecord]:
         if result is None:
             return []
-        items = result if isinstance(result, (list, tuple)) else (result,)
         m = self.batch[i]
-        return [self._record(m, f"{m.id}:{n}", item) for n, item in enumerate(items)]
+        base = _trace_headers(m)
+        if not isinstance(result, (list, tuple)):
+            return [self._record(m, f"{m.id}:0", result, base)]
+        return [self._record(m, f"{m.id}:{n}", item, base) for n, item in enumerate(result)]
 
-    def _record(self, m: contract.Message, out_id: str, item: Any) -> OutRecord:
-        out = item if isinstance(item, Output) else Output(item)
-        key = m.key if out.key is AS_INPUT else out.key
+    @staticmethod
+    def _record(m: contract.Message, out_id: str, item: Any, base: dict[str, str]) -> OutRecord:
+        if not isinstance(item, Output):
+            # The common case, a bare value: the input's key and headers (already checked by the contract).
+            value, encoding = _encode(item, None)
+            return OutRecord(out_id, m.key, value, encoding, base)
+        key = m.key if item.key is AS_INPUT else item.key
         if key is not None and not isinstance(key, str):
             raise TypeError(f"Output key must be a str or None, not {type(key).__name__}")
-        if out.topic is not None and not isinstance(out.topic, str):
-            raise TypeError(f"Output topic must be a str or None, not {type(out.topic).__name__}")
-        headers = dict(m.headers if out.headers is None else out.headers)
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-            raise TypeError("Output headers must map str to str")
-        headers[H_SOURCE_ID] = m.id
-        src = m.source
-        if src is not None:
-            headers[H_SOURCE_TOPIC] = src.topic
-            headers[H_SOURCE_PARTITION] = str(src.partition)
-            headers[H_SOURCE_OFFSET] = str(src.offset)
-            if src.timestamp is not None:
-                headers[H_SOURCE_TIMESTAMP] = str(src.timestamp)
-        value, encoding = _encode(out.value, out.encoding)
-        return OutRecord(out_id, key, value, encoding, headers, out.topic)
+        if item.topic is not None and not isinstance(item.topic, str):
+            raise TypeError(f"Output topic must be a str or None, not {type(item.topic).__name__}")
+        headers = base
+        if item.headers is not None:
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in item.headers.items()):
+                raise TypeError("Output headers must map str to str")
+            headers = {**item.headers, **_trace_headers(m, {})}
+        value, encoding = _encode(item.value, item.encoding)
+        return OutRecord(out_id, key, value, encoding, headers, item.topic)
+
+
+def _trace_headers(m: contract.Message, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """``headers`` (by default the input's) plus the input's coordinates, which win over both."""
+    out = {**(m.headers if headers is None else headers), H_SOURCE_ID: m.id}
+    src = m.source
+    if src is not None:
+        out[H_SOURCE_TOPIC] = src.topic
+        out[H_SOURCE_PARTITION] = str(src.partition)
+        out[H_SOURCE_OFFSET] = str(src.offset)
+        if src.timestamp is not None:
+            out[H_SOURCE_TIMESTAMP] = str(src.timestamp)
+    return out
 
 
 def _encode(value: Any, encoding: contract.Encoding | None) -> tuple[bytes | str | None, contract.Encoding]:

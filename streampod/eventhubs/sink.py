@@ -49,7 +49,9 @@ def to_event(record: OutRecord) -> EventData:
     return event
 
 
-def _property(value: bytes) -> str | bytes:
+def _property(value: str | bytes) -> str | bytes:
+    if isinstance(value, str):
+        return value
     try:
         return value.decode()
     except UnicodeDecodeError:

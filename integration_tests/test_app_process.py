@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 import pytest
 
-from streampod.stage import free_port
+from streampod.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE_APP = "app_template/python/app.py"

@@ -21,8 +21,8 @@ from pipeline_support import wait_committed_to_end as committed_to_end
 from tls_support import Pki, make_pki
 
 from streampod.localkafka import LocalKafka, SaslSslListener, create_topic
+from streampod.ports import free_port
 from streampod.settings import OutputWriterSettings, load
-from streampod.stage import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -23,7 +23,8 @@ from image_support import host_env as _host_env
 from image_support import run as _run
 
 from streampod.dockerfile import LocalImage, parse, replay
-from streampod.stage import Component, free_port
+from streampod.ports import free_port
+from streampod.stage import Component
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = {

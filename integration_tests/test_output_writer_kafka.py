@@ -19,8 +19,8 @@ import pytest
 from pipeline_support import read_all
 
 from streampod.localkafka import LocalKafka
+from streampod.ports import free_port
 from streampod.pytest_kafka import TopicFactory
-from streampod.stage import free_port
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -23,7 +23,8 @@ import pytest
 from image_support import SKIP_ENV, host_env, run
 
 from streampod.dockerfile import LocalImage, parse, replay
-from streampod.stage import Component, free_port
+from streampod.ports import free_port
+from streampod.stage import Component
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -58,6 +58,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from streampod.ports import free_ports
+
 __all__ = [
     "KAFKA_VERSION",
     "Kind",
@@ -304,16 +306,6 @@ def _java() -> str:
     return java
 
 
-def _free_ports(count: int) -> list[int]:
-    # All sockets stay open until every port is chosen, so the ports differ. Another process could
-    # still take one before the broker binds it; unlikely enough for a test broker.
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-
-
 def _cluster_id() -> str:
     # Kafka's own format: a random UUID as unpadded URL-safe base64.
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
@@ -442,7 +434,7 @@ class _JarsBroker:
 
     def start(self) -> str:
         self._classpath = str(ensure_kafka_jars() / "*")
-        self._broker_port, controller_port, self._sasl_ssl_port = _free_ports(3)
+        self._broker_port, controller_port, self._sasl_ssl_port = free_ports(3)
         if self._sasl_ssl is not None and self._sasl_ssl.port:
             self._sasl_ssl_port = self._sasl_ssl.port
         self._dir.mkdir(parents=True, exist_ok=True)

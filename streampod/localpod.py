@@ -34,7 +34,8 @@ from typing import Any
 
 from streampod.chart import REPO, Manifest, pod_containers
 from streampod.dockerfile import parse
-from streampod.stage import Component, free_port
+from streampod.ports import free_port
+from streampod.stage import Component
 
 #: The Dockerfile of each container of the chart's pods.
 DOCKERFILES = {

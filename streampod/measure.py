@@ -27,7 +27,8 @@ from typing import Any
 
 import orjson
 
-from streampod.stage import Component, free_port
+from streampod.ports import free_port
+from streampod.stage import Component
 
 _PROBE_PERIOD_S = 2
 _MIN_FAILURE_THRESHOLD = 10

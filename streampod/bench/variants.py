@@ -18,7 +18,8 @@ from typing import IO, Final
 import psutil
 
 from streampod.bench import quixenv
-from streampod.stage import LocalStage, free_port
+from streampod.ports import free_port
+from streampod.stage import LocalStage
 
 STOP_TIMEOUT_S: Final = 30.0
 HERE: Final = Path(__file__).resolve().parent

@@ -43,8 +43,7 @@ def make_entry(record: InRecord, *, system: str, encoding: Encoding, max_bytes: 
         if size > max_bytes:
             raise ContractError(f"message of {size} bytes exceeds STREAMPOD_MAX_MESSAGE_BYTES={max_bytes}")
         key = _text(record.key, "key")
-        pairs = record.headers or ()
-        headers = {name: _text(value, f"header {name!r}") or "" for name, value in pairs} if pairs else {}
+        headers = {name: _text(value, f"header {name!r}") or "" for name, value in record.headers or ()}
         value, enc = wire_value(record.value, encoding)
     except ContractError as exc:
         return Entry(record, entry_id, None, size, error=str(exc))

@@ -52,7 +52,7 @@ def test_the_readme_replay_writes_outputs_and_dead_letters_with_reasons(tmp_path
     }
     assert set(dead) == {"u8", "u9"}
     # The payload is kept byte for byte, and the reason names the field or the error.
-    assert dead["u8"]["value"] == samples[10]["value"]
+    assert dead["u8"]["value"] == next(s["value"] for s in samples if s["key"] == "u8")
     reasons = {k: " ".join(v for h, v in d["headers"].items() if "error" in h) for k, d in dead.items()}
     assert "amount" in reasons["u8"], reasons
     assert "KeyError: 'JPY'" in reasons["u9"], reasons

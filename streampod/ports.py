@@ -15,6 +15,7 @@ from pathlib import Path
 _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 # Linux's default ephemeral range, for systems that do not say.
 _DEFAULT_EPHEMERAL = (32768, 60999)
+# Below this, well-known and registered services tend to listen.
 _LOWEST = 10000
 _handed_out: set[int] = set()
 _rng = random.Random()

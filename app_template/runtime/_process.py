@@ -144,11 +144,10 @@ class BatchRun:
     def _records(self, i: int, result: Any) -> list[OutRecord]:
         if result is None:
             return []
+        items = result if isinstance(result, (list, tuple)) else (result,)
         m = self.batch[i]
         base = _trace_headers(m)
-        if not isinstance(result, (list, tuple)):
-            return [self._record(m, f"{m.id}:0", result, base)]
-        return [self._record(m, f"{m.id}:{n}", item, base) for n, item in enumerate(result)]
+        return [self._record(m, f"{m.id}:{n}", item, base) for n, item in enumerate(items)]
 
     @staticmethod
     def _record(m: contract.Message, out_id: str, item: Any, base: dict[str, str]) -> OutRecord:
@@ -165,7 +164,7 @@ class BatchRun:
         if item.headers is not None:
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in item.headers.items()):
                 raise TypeError("Output headers must map str to str")
-            headers = {**item.headers, **_trace_headers(m, {})}
+            headers = _trace_headers(m, item.headers)
         value, encoding = _encode(item.value, item.encoding)
         return OutRecord(out_id, key, value, encoding, headers, item.topic)
 

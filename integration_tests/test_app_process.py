@@ -181,6 +181,9 @@ async def test_app_process_serves_forwards_and_drains(app_process: AppProcess, w
     assert status == 200
     assert 'streampod_app_messages_total{status="ok"} 2.0' in metrics
     assert 'streampod_app_messages_total{status="reject"} 1.0' in metrics
+    # The process's own numbers, for sizing limits and watching the collector (see streampod.ops.tune_gc).
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_gc_collections_total"):
+        assert name in metrics, name
 
     # SIGTERM while a batch waits for the writer: the batch is still answered, then exit 0.
     writer.delay_s = 1.0

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+def container_registry() -> CollectorRegistry:
+    """A registry with the process's own numbers (CPU, RSS, open files, the collector), as the default one has.
+
+    They size a container's limits and show whether the collector is busy (streampod.ops.tune_gc).
+    """
+    r = CollectorRegistry()
+    ProcessCollector(registry=r)
+    PlatformCollector(registry=r)
+    GCCollector(registry=r)
+    return r
+
+
 class ReaderMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or container_registry()
         r = self.registry
         self.messages_in = Counter("streampod_reader_messages_in", "Messages read from the source", registry=r)
         self.messages_ok = Counter("streampod_reader_messages_ok", "Messages the app answered ok for", registry=r)
@@ -54,7 +74,7 @@ class ReaderMetrics:
 
 class AppMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or container_registry()
         r = self.registry
         self.messages = Counter("streampod_app_messages", "Messages answered, by status", ["status"], registry=r)
         self.outputs = Counter("streampod_app_outputs", "Outputs forwarded to the output writer", registry=r)
@@ -79,7 +99,7 @@ class AppMetrics:
 
 class WriterMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or container_registry()
         r = self.registry
         self.messages = Counter("streampod_writer_messages", "Messages answered, by status", ["status"], registry=r)
         self.delivery_seconds = Histogram(

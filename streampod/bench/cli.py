@@ -35,6 +35,10 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in _csv(text))
+
+
 def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     p = argparse.ArgumentParser(
         prog="streampod bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -50,6 +54,17 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--variants", type=_csv, help=f"comma-separated, of {','.join(variants.ALL)}")
     p.add_argument("--no-open-loop", action="store_true", help="drain mode only")
     p.add_argument("--open-seconds", type=float, help="seconds of open-loop load per point")
+    p.add_argument(
+        "--loads",
+        type=_fractions,
+        help="open-loop points as fractions of the in-process drain rate: 0.25,0.5 ('' for none)",
+    )
+    p.add_argument("--own-loads", type=_fractions, help="open-loop points as fractions of each variant's own rate")
+    p.add_argument(
+        "--rates",
+        type=_fractions,
+        help="open-loop points at fixed rates in msgs/s, e.g. 1000,4000: latency away from saturation",
+    )
     p.add_argument("--seed", type=int, help="seed of the random order (default: random, and reported)")
     p.add_argument("--no-install", action="store_true", help="do not install Quix Streams (skip it if missing)")
     p.add_argument("--bootstrap", help="an existing Kafka broker, host:port")
@@ -58,7 +73,8 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     a = p.parse_args(argv)
     base = SMOKE if a.smoke else FULL if a.full else PROFILE if a.profile else QUICK
     changes: dict[str, Any] = {"profile": a.profile}
-    for field in ("messages", "baseline_messages", "sizes", "runs", "variants", "open_seconds", "seed"):
+    options = ("messages", "baseline_messages", "sizes", "runs", "variants", "open_seconds", "seed")
+    for field in (*options, "loads", "own_loads", "rates"):
         value = getattr(a, field)
         if value is not None:
             changes[field] = value

@@ -25,6 +25,13 @@ from streampod.localkafka import KAFKA_VERSION, create_topic, delete_topic
 
 PARTITIONS: Final = 4
 STALL_S: Final = 60.0
+FIXED: Final = "fixed"
+
+
+def rate_label(rate: float) -> str:
+    return f"{rate:,.0f}/s"
+
+
 OUTPUT_TOPIC_CONFIG: Final = {"message.timestamp.type": "LogAppendTime"}
 
 
@@ -39,6 +46,8 @@ class Config:
     loads: tuple[float, ...] = (0.25, 0.5, 0.75)
     # Also at a fraction of each variant's own drain throughput: latency where it can keep up.
     own_loads: tuple[float, ...] = (0.5,)
+    # And at fixed rates (msgs/s): the latency floor away from saturation, the same for every variant.
+    rates: tuple[float, ...] = ()
     open_seconds: float = 20.0
     warmup_seconds: float = 5.0
     seed: int | None = None
@@ -176,7 +185,7 @@ class Bench:
         jobs = [(v, s, p) for v in self.variants for s in self.cfg.sizes for p in self.points()]
         self.rng.shuffle(jobs)
         for name, size, (label, basis, fraction) in jobs:
-            limit = self._drain_rate(run, basis or name, size)
+            limit = 1.0 if basis == FIXED else self._drain_rate(run, basis or name, size)
             own = self._drain_rate(run, name, size)
             if limit is None:
                 why = f"no {basis or 'own'} drain throughput in this run"
@@ -194,10 +203,14 @@ class Bench:
             self._announce(rec)
 
     def points(self) -> list[tuple[str, str | None, float]]:
-        """Open-loop points: (label, whose drain throughput the rate is a fraction of, the fraction)."""
-        return [(f"{f:.0%}", "in-process", f) for f in self.cfg.loads] + [
-            (f"{f:.0%} of own", None, f) for f in self.cfg.own_loads
-        ]
+        """Open-loop points: (label, whose drain throughput the rate is a fraction of, the fraction).
+
+        A fixed rate is a "fraction" of 1 msg/s (basis FIXED).
+        """
+        points: list[tuple[str, str | None, float]] = [(f"{f:.0%}", "in-process", f) for f in self.cfg.loads]
+        points += [(f"{f:.0%} of own", None, f) for f in self.cfg.own_loads]
+        points += [(rate_label(r), FIXED, r) for r in self.cfg.rates]
+        return points
 
     def _drain_rate(self, run: int, name: str, size: int) -> float | None:
         for rec in self.results.drain:

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from streampod.bench import cli, measure, profiling, report, transform, workload
-from streampod.bench.runner import FIXED, Bench, Config, Results, medians
+from streampod.bench.runner import FIXED, Config, Results, medians, points
 
 
 def test_transform_adds_one_field_and_keeps_the_rest() -> None:
@@ -121,9 +121,7 @@ def test_report_files(tmp_path: Path) -> None:
 def test_open_loop_points_at_fractions_and_at_fixed_rates() -> None:
     cfg, _ = cli.parse(["--loads", "", "--own-loads", "0.5", "--rates", "1000,4000", "--no-install"])
     assert (cfg.loads, cfg.own_loads, cfg.rates) == ((), (0.5,), (1000.0, 4000.0))
-    bench = Bench.__new__(Bench)
-    bench.cfg = cfg
-    assert bench.points() == [("50% of own", None, 0.5), ("1,000/s", FIXED, 1000.0), ("4,000/s", FIXED, 4000.0)]
+    assert points(cfg) == [("50% of own", None, 0.5), ("1,000/s", FIXED, 1000.0), ("4,000/s", FIXED, 4000.0)]
     # The full report keeps the points: 25/50/75 % of the in-process rate and 50 % of each one's own.
     full, _ = cli.parse(["--full"])
     assert (full.loads, full.own_loads, full.rates) == ((0.25, 0.5, 0.75), (0.5,), ())

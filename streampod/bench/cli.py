@@ -73,8 +73,19 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     a = p.parse_args(argv)
     base = SMOKE if a.smoke else FULL if a.full else PROFILE if a.profile else QUICK
     changes: dict[str, Any] = {"profile": a.profile}
-    options = ("messages", "baseline_messages", "sizes", "runs", "variants", "open_seconds", "seed")
-    for field in (*options, "loads", "own_loads", "rates"):
+    overrides = (
+        "messages",
+        "baseline_messages",
+        "sizes",
+        "runs",
+        "variants",
+        "open_seconds",
+        "seed",
+        "loads",
+        "own_loads",
+        "rates",
+    )
+    for field in overrides:
         value = getattr(a, field)
         if value is not None:
             changes[field] = value

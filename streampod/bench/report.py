@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import orjson
 
-from streampod.bench.runner import Config, Record, Results, medians, rate_label
+from streampod.bench.runner import Config, Record, Results, medians, points
 
 NAMES: Final = {
     "streampod": "streampod",
@@ -175,11 +175,7 @@ def markdown(results: Results) -> str:
 
 
 def _points(cfg: Config) -> list[str]:
-    return (
-        [f"{f:.0%}" for f in cfg.loads]
-        + [f"{f:.0%} of own" for f in cfg.own_loads]
-        + [rate_label(r) for r in cfg.rates]
-    )
+    return [label for label, _, _ in points(cfg)]
 
 
 def chart(results: Results, path: Path) -> None:

@@ -32,6 +32,17 @@ def rate_label(rate: float) -> str:
     return f"{rate:,.0f}/s"
 
 
+def points(cfg: Config) -> list[tuple[str, str | None, float]]:
+    """Open-loop points: (label, whose drain throughput the rate is a fraction of, the fraction).
+
+    A fixed rate is a "fraction" of 1 msg/s (basis FIXED).
+    """
+    out: list[tuple[str, str | None, float]] = [(f"{f:.0%}", "in-process", f) for f in cfg.loads]
+    out += [(f"{f:.0%} of own", None, f) for f in cfg.own_loads]
+    out += [(rate_label(r), FIXED, r) for r in cfg.rates]
+    return out
+
+
 OUTPUT_TOPIC_CONFIG: Final = {"message.timestamp.type": "LogAppendTime"}
 
 
@@ -182,7 +193,7 @@ class Bench:
             self._announce(rec)
         if not self.cfg.open_loop:
             return
-        jobs = [(v, s, p) for v in self.variants for s in self.cfg.sizes for p in self.points()]
+        jobs = [(v, s, p) for v in self.variants for s in self.cfg.sizes for p in points(self.cfg)]
         self.rng.shuffle(jobs)
         for name, size, (label, basis, fraction) in jobs:
             limit = 1.0 if basis == FIXED else self._drain_rate(run, basis or name, size)
@@ -201,16 +212,6 @@ class Bench:
             rec = self._measure(run, name, size, label, rate)
             self.results.open_loop.append(rec)
             self._announce(rec)
-
-    def points(self) -> list[tuple[str, str | None, float]]:
-        """Open-loop points: (label, whose drain throughput the rate is a fraction of, the fraction).
-
-        A fixed rate is a "fraction" of 1 msg/s (basis FIXED).
-        """
-        points: list[tuple[str, str | None, float]] = [(f"{f:.0%}", "in-process", f) for f in self.cfg.loads]
-        points += [(f"{f:.0%} of own", None, f) for f in self.cfg.own_loads]
-        points += [(rate_label(r), FIXED, r) for r in self.cfg.rates]
-        return points
 
     def _drain_rate(self, run: int, name: str, size: int) -> float | None:
         for rec in self.results.drain:

@@ -93,7 +93,7 @@ def replay(args: argparse.Namespace, workdir: Path) -> int:
     dead = dead_letter_file(dst)
     stage = file_stage(workdir, args.app, src, dst)
     try:
-        stage.start()
+        stage.start(may_finish=("input-reader",))
         code = stage["input-reader"].wait(args.timeout)
         if code is None:
             print(f"streampod: replay did not finish within {args.timeout} s", file=sys.stderr)

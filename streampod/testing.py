@@ -270,7 +270,7 @@ def replay(
     dst = folder / "output.jsonl"
     stage = file_stage(folder, str(app), src, dst, app_env=env)
     try:
-        stage.start(timeout)
+        stage.start(timeout, may_finish=("input-reader",))
         code = stage["input-reader"].wait(timeout)
     finally:
         codes = stage.stop()

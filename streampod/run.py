@@ -137,7 +137,7 @@ def _count_lines(path: Path) -> int:
 
 
 def demo(args: argparse.Namespace, workdir: Path) -> int:
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Consumer
 
     from streampod.localkafka import LocalKafka, create_topic
 
@@ -151,16 +151,7 @@ def demo(args: argparse.Namespace, workdir: Path) -> int:
         print(f"streampod: broker ({kafka.kind}) at {bootstrap}")
         for name, parts in ((topic_in, args.partitions), (topic_out, args.partitions), (topic_dlq, 1)):
             create_topic(bootstrap, name, parts)
-        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "log_level": 3})
-        for _ in range(args.repeat):
-            for s in samples:
-                key = s.get("key")
-                producer.produce(
-                    topic_in,
-                    key=None if key is None else str(key).encode(),
-                    value=orjson.dumps(s.get("value")),
-                )
-        producer.flush(30)
+        _produce(bootstrap, topic_in, samples * args.repeat)
         print(f"streampod: produced {expected} message(s) to {topic_in}")
         stage = LocalStage(
             workdir,
@@ -192,6 +183,18 @@ def demo(args: argparse.Namespace, workdir: Path) -> int:
             f"streampod: {seen} of {expected} message(s) came out (outputs and dead letters); processes exited {codes}"
         )
         return 0 if seen >= expected and all(c == 0 for c in codes.values()) else 1
+
+
+def _produce(bootstrap: str, topic: str, samples: list[dict[str, object]]) -> None:
+    """Produce the samples; the producer is gone when this returns, so it cannot outlive the broker."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "log_level": 3})
+    for s in samples:
+        key = s.get("key")
+        producer.produce(topic, key=None if key is None else str(key).encode(), value=orjson.dumps(s.get("value")))
+    if producer.flush(30):
+        raise RuntimeError("the sample messages were not all acknowledged by the local broker within 30 s")
 
 
 def _show(consumer: object, topic_dlq: str, expected: int, timeout: float) -> int:

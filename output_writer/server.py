@@ -44,8 +44,11 @@ class Refused(Exception):
         self.reason = reason
 
 
-def get_settings(request: Request) -> OutputWriterSettings:
-    """The settings the app was built with; tests swap them through ``app.dependency_overrides``."""
+async def get_settings(request: Request) -> OutputWriterSettings:
+    """The settings the app was built with; tests swap them through ``app.dependency_overrides``.
+
+    ``async`` so that FastAPI calls it on the event loop: a plain ``def`` runs in a worker thread.
+    """
     return cast(OutputWriterSettings, request.app.state.settings)
 
 

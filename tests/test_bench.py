@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
 
-from streampod.bench import cli, measure, profiling, report, transform, workload
+from streampod.bench import cli, measure, profiling, report, transform, variants, workload
 from streampod.bench.runner import FIXED, Config, Results, medians, points
 
 
@@ -125,3 +126,35 @@ def test_open_loop_points_at_fractions_and_at_fixed_rates() -> None:
     # The full report keeps the points: 25/50/75 % of the in-process rate and 50 % of each one's own.
     full, _ = cli.parse(["--full"])
     assert (full.loads, full.own_loads, full.rates) == ((0.25, 0.5, 0.75), (0.5,), ())
+
+
+def test_streampod_env_tunes_the_three_services_and_is_reported(tmp_path: Path) -> None:
+    cfg, _ = cli.parse(["--streampod-env", "STREAMPOD_BATCH_MAX_MESSAGES=1000", "--streampod-env", "STREAMPOD_X=a=b"])
+    assert cfg.streampod_env == (("STREAMPOD_BATCH_MAX_MESSAGES", "1000"), ("STREAMPOD_X", "a=b"))
+    v = variants.make("streampod", install_quix=False, streampod_env=dict(cfg.streampod_env))
+    assert isinstance(v, variants.Streampod) and v.env["STREAMPOD_X"] == "a=b"
+    with pytest.raises(SystemExit):
+        cli.parse(["--streampod-env", "BATCH=1"])  # not a streampod setting: refused at the command line
+    r = _results()
+    r.config = replace(r.config, streampod_env=cfg.streampod_env)
+    report.write(r, tmp_path, png=False)
+    md = (tmp_path / "results.md").read_text()
+    assert "**streampod not at its defaults**: `STREAMPOD_BATCH_MAX_MESSAGES=1000`" in md
+
+
+def test_hop_means_come_from_the_services_histograms(tmp_path: Path) -> None:
+    text = (
+        "# TYPE streampod_reader_batch_seconds histogram\n"
+        'streampod_reader_batch_seconds_bucket{le="+Inf"} 4.0\n'
+        "streampod_reader_batch_seconds_count 4.0\n"
+        "streampod_reader_batch_seconds_sum 0.2\n"
+        "# TYPE streampod_reader_messages_in_total counter\n"
+        "streampod_reader_messages_in_total 7.0\n"
+    )
+    assert variants.histogram_means(text) == {"streampod_reader_batch_seconds": (0.2, 4.0)}
+    r = _results()
+    for rec in r.open_loop:
+        rec["hops"] = {"batch_messages": 40.0 + rec["run"], "reader_round_trip_ms": 50.0, "app_batch_ms": None}
+    report.write(r, tmp_path, png=False)
+    md = (tmp_path / "results.md").read_text()
+    assert "| 100 B | 50% | 41.5 | 50.0 | - | - | - | - |" in md

@@ -39,6 +39,13 @@ def _fractions(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in _csv(text))
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("STREAMPOD_"):
+        raise argparse.ArgumentTypeError(f"expected STREAMPOD_NAME=value, got {text!r}")
+    return name, value
+
+
 def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     p = argparse.ArgumentParser(
         prog="streampod bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -65,6 +72,13 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         type=_fractions,
         help="open-loop points at fixed rates in msgs/s, e.g. 1000,4000: latency away from saturation",
     )
+    p.add_argument(
+        "--streampod-env",
+        type=_setting,
+        action="append",
+        metavar="STREAMPOD_NAME=VALUE",
+        help="a setting for the streampod variant's three services (repeatable): to measure a tuning",
+    )
     p.add_argument("--seed", type=int, help="seed of the random order (default: random, and reported)")
     p.add_argument("--no-install", action="store_true", help="do not install Quix Streams (skip it if missing)")
     p.add_argument("--bootstrap", help="an existing Kafka broker, host:port")
@@ -89,6 +103,8 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         value = getattr(a, field)
         if value is not None:
             changes[field] = value
+    if a.streampod_env:
+        changes["streampod_env"] = tuple(a.streampod_env)
     if a.no_open_loop:
         changes["open_loop"] = False
     if a.no_install:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -103,6 +104,9 @@ def markdown(results: Results) -> str:
         f"{min(cfg.baseline_messages, cfg.messages):,}), 4 partitions, 10,000 keys; open loop "
         f"{cfg.open_seconds:.0f} s per point, the first {cfg.warmup_seconds:.0f} s not counted",
     ]
+    if cfg.streampod_env:
+        tuned = ", ".join(f"`{k}={v}`" for k, v in cfg.streampod_env)
+        lines.append(f"- **streampod not at its defaults**: {tuned}")
     for name, why in results.skipped.items():
         lines.append(f"- **{NAMES.get(name, name)} not measured**: {why}")
     lines += [
@@ -154,6 +158,7 @@ def markdown(results: Results) -> str:
                         f"{_num(row['p999_ms'])} | {_num(row['max_ms'])} | {_num(row['cpu_s_per_million'])} | "
                         f"{_num(row['peak_rss_mb'])} | {note} |"
                     )
+    lines += _hops(results)
     lines += ["", "## Targets of issue 6", "", "| target | measured | met |", "| --- | ---: | --- |"]
     for t in targets(results):
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
@@ -172,6 +177,40 @@ def markdown(results: Results) -> str:
                     lines += [f"- {pct:.1f} % `{func}`" for func, pct in summary["self_pct"][:10]]
                 lines.append("")
     return "\n".join(lines) + "\n"
+
+
+HOP_COLUMNS: Final = (
+    ("batch_messages", "msgs / batch"),
+    ("reader_round_trip_ms", "reader → app answered ms"),
+    ("app_batch_ms", "app batch ms"),
+    ("app_user_code_ms", "of it user code ms"),
+    ("app_forward_ms", "of it app → writer answered ms"),
+    ("writer_batch_ms", "writer batch ms (to the last ack)"),
+)
+
+
+def _hops(results: Results) -> list[str]:
+    """Means per batch from the services' own histograms: where the streampod variant's time goes."""
+    groups: dict[tuple[int, str], list[Record]] = {}
+    for r in [*results.drain, *results.open_loop]:
+        if r["variant"] == "streampod" and r.get("hops"):
+            groups.setdefault((r["size"], r.get("load") or "drain"), []).append(r["hops"])
+    if not groups:
+        return []
+    lines = [
+        "",
+        "## Where streampod's time goes (means per batch over each point, from the services' /metrics)",
+        "",
+        "| size | point | " + " | ".join(title for _, title in HOP_COLUMNS) + " |",
+        "| --- | --- |" + " ---: |" * len(HOP_COLUMNS),
+    ]
+    for (size, point), hops in groups.items():
+        cells = []
+        for key, _ in HOP_COLUMNS:
+            values = [h[key] for h in hops if h.get(key) is not None]
+            cells.append(_num(statistics.median(values) if values else None, 1))
+        lines.append(f"| {size_label(size)} | {point} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _points(cfg: Config) -> list[str]:

@@ -64,6 +64,8 @@ class Config:
     seed: int | None = None
     install_quix: bool = True
     profile: str | None = None
+    #: STREAMPOD_* settings for the streampod variant's three services (default: none, the shipped defaults).
+    streampod_env: tuple[tuple[str, str], ...] = ()
 
 
 Record = dict[str, Any]
@@ -132,7 +134,7 @@ class Bench:
         skipped: dict[str, str] = {}
         quix_version = None
         for name in config.variants:
-            v = variants.make(name, install_quix=config.install_quix)
+            v = variants.make(name, install_quix=config.install_quix, streampod_env=dict(config.streampod_env))
             why = v.unavailable()
             if why:
                 skipped[name] = why
@@ -299,6 +301,8 @@ class Bench:
             samples = sampler.stop()
             if failed or rec.get("error"):
                 self.say(variant.logs())
+            if isinstance(variant, variants.Streampod):
+                rec["hops"] = variant.hop_means()
             codes = variant.stop()
             rec["exit_codes"] = codes
             rec["peak_rss_mb"] = round(samples.peak_rss() / 2**20, 1)

@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from streampod.bench import quixenv
 from streampod.ports import free_port
@@ -139,11 +140,41 @@ def _wait_http(port: int, proc: _Proc, timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"{proc.name} not answering on port {port} within {timeout_s} s:\n{proc.tail()}")
 
 
+#: The services' own histograms (their /metrics), whose means say where a batch's time goes:
+#: the reader's round trip holds the app's, which holds the writer's, which holds the broker's.
+HOP_HISTOGRAMS: Final = (
+    ("input-reader", "streampod_reader_batch_messages", "batch_messages"),
+    ("input-reader", "streampod_reader_batch_seconds", "reader_round_trip_ms"),
+    ("app", "streampod_app_batch_seconds", "app_batch_ms"),
+    ("app", "streampod_app_process_seconds", "app_user_code_ms"),
+    ("app", "streampod_app_forward_seconds", "app_forward_ms"),
+    ("output-writer", "streampod_writer_batch_seconds", "writer_batch_ms"),
+)
+
+
+def histogram_means(text: str) -> dict[str, tuple[float, float]]:
+    """``name -> (sum, count)`` of every histogram in a Prometheus text exposition."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        if family.type != "histogram":
+            continue
+        total = count = 0.0
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                total += sample.value
+            elif sample.name.endswith("_count"):
+                count += sample.value
+        out[family.name] = (total, count)
+    return out
+
+
 class Streampod(Variant):
     name = "streampod"
     title = "streampod (3 processes, contract v1)"
 
-    def __init__(self) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        #: Settings given to all three services (``bench --streampod-env``): the tuning under test.
+        self.env = dict(env or {})
         self._stage: LocalStage | None = None
         # The profiler's hook: (component, argv) -> the argv to run instead.
         self.argv_wrapper: Callable[[str, list[str]], list[str]] | None = None
@@ -156,14 +187,37 @@ class Streampod(Variant):
                 "STREAMPOD_INPUT_TOPICS": job.topic_in,
                 "STREAMPOD_CONSUMER_GROUP": job.group,
                 "STREAMPOD_DEAD_LETTER_TOPIC": job.dead_letter_topic,
+                **self.env,
             },
-            writer_env={"STREAMPOD_KAFKA_BOOTSTRAP_SERVERS": job.bootstrap, "STREAMPOD_OUTPUT_TOPIC": job.topic_out},
+            app_env=self.env,
+            writer_env={
+                "STREAMPOD_KAFKA_BOOTSTRAP_SERVERS": job.bootstrap,
+                "STREAMPOD_OUTPUT_TOPIC": job.topic_out,
+                **self.env,
+            },
             app_module="streampod.bench.streampod_app",
         )
         if self.argv_wrapper is not None:
             for c in self._stage.components.values():
                 c.argv = self.argv_wrapper(c.name, c.argv)
         self._stage.start()
+
+    def hop_means(self) -> dict[str, float | None]:
+        """Mean batch size and time per hop since the start, from the services' own metrics."""
+        scraped: dict[str, dict[str, tuple[float, float]]] = {}
+        for component in {c for c, _, _ in HOP_HISTOGRAMS}:
+            try:
+                status, body = self.stage.components[component].get("/metrics")
+            except OSError:
+                continue
+            if status == 200:
+                scraped[component] = histogram_means(body)
+        out: dict[str, float | None] = {}
+        for component, metric, key in HOP_HISTOGRAMS:
+            total, count = scraped.get(component, {}).get(metric, (0.0, 0.0))
+            scale = 1.0 if key == "batch_messages" else 1000.0
+            out[key] = round(total / count * scale, 1) if count else None
+        return out
 
     @property
     def stage(self) -> LocalStage:
@@ -261,9 +315,9 @@ class Quix(_Processes):
 ALL: Final = ("streampod", "per-message", "in-process", "quix")
 
 
-def make(name: str, *, install_quix: bool) -> Variant:
+def make(name: str, *, install_quix: bool, streampod_env: Mapping[str, str] | None = None) -> Variant:
     if name == "streampod":
-        return Streampod()
+        return Streampod(streampod_env)
     if name == "per-message":
         return Baseline()
     if name == "in-process":

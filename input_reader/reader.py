@@ -228,7 +228,7 @@ class Reader:
                 return
             self._room.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), min(left, policy.poll_timeout_s))
+                await asyncio.wait_for(self._room.wait(), min(left, 0.1))
 
     def release(self, n: int) -> None:
         """``n`` records left the reader: answered, dead-lettered or given back with their partition."""
@@ -258,7 +258,6 @@ class Reader:
         """Deliver one batch of one partition and settle every entry: answered, dead-lettered or requeued."""
         sendable = [e for e in batch if e.error is None]
         async with self._in_flight:
-            self.metrics.batch_size.observe(len(sendable))
             outcomes = iter(await self.delivery.deliver(sendable) if sendable else [])
         dead: list[tuple[Entry, str, str]] = []
         again: list[Entry] = []

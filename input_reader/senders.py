@@ -12,6 +12,7 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from streampod.backoff import Backoff
@@ -32,10 +33,88 @@ class Sender(ABC):
 
 
 class BatchSender(Sender):
-    def __init__(self, client: ContractClient) -> None:
+    """Contract v1 batches. Batches handed over in the same turn of the event loop go out together.
+
+    One poll fills several partitions' lanes at once, and each lane hands over its batch in the same
+    turn: sent apart, that is one request per partition, each paying the HTTP and framework cost of a
+    request in all three containers for a few messages at low rates. Joined (up to the batch limits)
+    it is one request per poll, and the app's code sees one larger batch. Order is unaffected: each
+    lane still has one batch in flight, and a batch is never split across requests.
+    """
+
+    def __init__(
+        self, client: ContractClient, *, max_messages: int, max_bytes: int, metrics: ReaderMetrics | None = None
+    ) -> None:
         self.client = client
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.metrics = metrics
+        self._waiting: list[_Handed] = []
+        self._flush_scheduled = False
+        self._requests: set[asyncio.Task[None]] = set()
 
     async def send(self, entries: Sequence[Entry]) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        handed = _Handed(entries, loop.create_future())
+        self._waiting.append(handed)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await handed.future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        waiting, self._waiting = self._waiting, []
+        group: list[_Handed] = []
+        count = size = 0
+        for handed in waiting:
+            if handed.future.done():  # cancelled: its partition was revoked before the request went
+                continue
+            n, b = len(handed.entries), sum(e.size for e in handed.entries)
+            if group and (count + n > self.max_messages or size + b > self.max_bytes):
+                self._start(group)
+                group, count, size = [], 0, 0
+            group.append(handed)
+            count += n
+            size += b
+        if group:
+            self._start(group)
+
+    def _start(self, group: list[_Handed]) -> None:
+        task = asyncio.create_task(self._request(group))
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
+
+    async def _request(self, group: list[_Handed]) -> None:
+        entries = [e for handed in group for e in handed.entries]
+        try:
+            outcomes = await self.send_now(entries)
+        except BatchTooLarge as exc:
+            if len(group) == 1:
+                group[0].fail(exc)
+                return
+            # Joined, the batches were too large: each goes alone, and splits itself if it must.
+            for handed in group:
+                self._start([handed])
+            return
+        except asyncio.CancelledError:
+            for handed in group:
+                handed.future.cancel()
+            raise
+        except Exception as exc:  # a DeliveryError, or a bug: each lane handles it as its own batch's
+            for handed in group:
+                handed.fail(exc)
+            return
+        at = 0
+        for handed in group:
+            if not handed.future.done():
+                handed.future.set_result(outcomes[at : at + len(handed.entries)])
+            at += len(handed.entries)
+
+    async def send_now(self, entries: Sequence[Entry]) -> list[Outcome]:
+        """One request with exactly ``entries``."""
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(len(entries))
         body = encode_batch(e.wire for e in entries if e.wire is not None)
         results = await self.client.send_batch(body, [e.id for e in entries])
         out = []
@@ -43,6 +122,16 @@ class BatchSender(Sender):
             r = results[e.id]
             out.append(OK if r.status == "ok" else Outcome(r.status, r.error or f"app answered {r.status}"))
         return out
+
+
+@dataclass(slots=True)
+class _Handed:
+    entries: Sequence[Entry]
+    future: asyncio.Future[list[Outcome]]
+
+    def fail(self, exc: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
 
 
 class SingleSender(Sender):

@@ -79,6 +79,7 @@ def policy(s: InputReaderSettings) -> ReaderPolicy:
         commit_interval_s=s.commit_interval_ms / 1000,
         drain_timeout_s=s.drain_timeout_s,
         poll_max_records=max(s.batch_max_messages, 100),
+        poll_timeout_s=s.batch_wait_ms / 1000,
     )
 
 
@@ -93,7 +94,11 @@ async def serve(s: InputReaderSettings) -> int:
     async with ContractClient(
         str(s.app_url), timeout_s=s.request_timeout_s, max_connections=s.max_in_flight_batches * 2
     ) as client:
-        sender: Sender = BatchSender(client) if s.delivery_mode == "batch" else SingleSender(client, str(s.app_url))
+        sender: Sender = (
+            BatchSender(client, max_messages=s.batch_max_messages, max_bytes=s.batch_max_bytes, metrics=metrics)
+            if s.delivery_mode == "batch"
+            else SingleSender(client, str(s.app_url))
+        )
         delivery = Delivery(sender, backoff, s.retry_max_attempts, metrics)
         dead_letters = DeadLetters(dlq_sink, s.dead_letter_destination, source.system, backoff, metrics)
         reader = Reader(source, delivery, dead_letters, policy(s), metrics, backoff)

@@ -54,7 +54,7 @@ class ReaderMetrics:
         )
         self.batch_size = Histogram(
             "streampod_reader_batch_messages",
-            "Messages per batch sent",
+            "Messages per request to the app (batch mode; batches of several partitions may share one)",
             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
             registry=r,
         )

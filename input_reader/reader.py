@@ -49,7 +49,7 @@ class ReaderPolicy:
     commit_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
     poll_max_records: int = 1000
-    poll_timeout_s: float = 0.1
+    poll_timeout_s: float = 0.02
 
 
 class Lane:

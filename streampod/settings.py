@@ -274,7 +274,7 @@ class InputReaderSettings(_Base, KafkaConnection, EventHubConnection, RetrySetti
     """Most messages in one request to the app."""
     batch_max_bytes: int = Field(default=1_048_576, ge=1024)
     """Most payload bytes in one request to the app."""
-    batch_wait_ms: int = Field(default=100, ge=1, le=60_000)
+    batch_wait_ms: int = Field(default=20, ge=1, le=60_000)
     """How long a read waits for a full batch before what came is sent: lower cuts latency at low rates, costs CPU."""
     max_message_bytes: int = Field(default=1_048_576, ge=1)
     """A message larger than this is dead-lettered before it is sent."""

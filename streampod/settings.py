@@ -461,8 +461,8 @@ class OutputWriterSettings(_Base, KafkaConnection, EventHubConnection):
     """Largest request body accepted; larger ones get 413."""
     delivery_timeout_ms: int = Field(default=30_000, ge=1000)
     """How long a send may take (librdkafka, or an Event Hubs send) before a message is answered "retry"."""
-    linger_ms: int = Field(default=5, ge=0)
-    """How long the producer waits to fill a batch (librdkafka linger.ms)."""
+    linger_ms: int = Field(default=1, ge=0)
+    """librdkafka linger.ms: whole batches arrive at once, so waiting longer only adds latency."""
 
     @field_validator("output_allowed_topics", mode="before")
     @classmethod

@@ -34,6 +34,9 @@ from .senders import Delivery
 
 log = logging.getLogger(__name__)
 
+#: While the reader is full: how often it looks at the stall deadline and at ``stop``.
+_ROOM_CHECK_S = 0.1
+
 
 @dataclass(frozen=True)
 class ReaderPolicy:
@@ -228,7 +231,7 @@ class Reader:
                 return
             self._room.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), min(left, 0.1))
+                await asyncio.wait_for(self._room.wait(), min(left, _ROOM_CHECK_S))
 
     def release(self, n: int) -> None:
         """``n`` records left the reader: answered, dead-lettered or given back with their partition."""

@@ -88,7 +88,7 @@ class BatchSender(Sender):
     async def _request(self, group: list[_Handed]) -> None:
         entries = [e for handed in group for e in handed.entries]
         try:
-            outcomes = await self.send_now(entries)
+            outcomes = await self._send_now(entries)
         except BatchTooLarge as exc:
             if len(group) == 1:
                 group[0].fail(exc)
@@ -111,7 +111,7 @@ class BatchSender(Sender):
                 handed.future.set_result(outcomes[at : at + len(handed.entries)])
             at += len(handed.entries)
 
-    async def send_now(self, entries: Sequence[Entry]) -> list[Outcome]:
+    async def _send_now(self, entries: Sequence[Entry]) -> list[Outcome]:
         """One request with exactly ``entries``."""
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(entries))

@@ -151,7 +151,7 @@ def test_hop_means_come_from_the_services_histograms(tmp_path: Path) -> None:
         "# TYPE streampod_reader_messages_in_total counter\n"
         "streampod_reader_messages_in_total 7.0\n"
     )
-    assert variants.histogram_means(text) == {"streampod_reader_batch_seconds": (0.2, 4.0)}
+    assert variants.histogram_totals(text) == {"streampod_reader_batch_seconds": (0.2, 4.0)}
     r = _results()
     for rec in r.open_loop:
         rec["hops"] = {"batch_messages": 40.0 + rec["run"], "reader_round_trip_ms": 50.0, "app_batch_ms": None}

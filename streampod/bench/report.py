@@ -10,6 +10,7 @@ from typing import Any, Final
 import orjson
 
 from streampod.bench.runner import Config, Record, Results, medians, points
+from streampod.bench.variants import HOP_HISTOGRAMS
 
 NAMES: Final = {
     "streampod": "streampod",
@@ -179,16 +180,6 @@ def markdown(results: Results) -> str:
     return "\n".join(lines) + "\n"
 
 
-HOP_COLUMNS: Final = (
-    ("batch_messages", "msgs / batch"),
-    ("reader_round_trip_ms", "reader → app answered ms"),
-    ("app_batch_ms", "app batch ms"),
-    ("app_user_code_ms", "of it user code ms"),
-    ("app_forward_ms", "of it app → writer answered ms"),
-    ("writer_batch_ms", "writer batch ms (to the last ack)"),
-)
-
-
 def _hops(results: Results) -> list[str]:
     """Means per batch from the services' own histograms: where the streampod variant's time goes."""
     groups: dict[tuple[int, str], list[Record]] = {}
@@ -201,12 +192,12 @@ def _hops(results: Results) -> list[str]:
         "",
         "## Where streampod's time goes (means per batch over each point, from the services' /metrics)",
         "",
-        "| size | point | " + " | ".join(title for _, title in HOP_COLUMNS) + " |",
-        "| --- | --- |" + " ---: |" * len(HOP_COLUMNS),
+        "| size | point | " + " | ".join(hop[4] for hop in HOP_HISTOGRAMS) + " |",
+        "| --- | --- |" + " ---: |" * len(HOP_HISTOGRAMS),
     ]
     for (size, point), hops in groups.items():
         cells = []
-        for key, _ in HOP_COLUMNS:
+        for _, _, key, _, _ in HOP_HISTOGRAMS:
             values = [h[key] for h in hops if h.get(key) is not None]
             cells.append(_num(statistics.median(values) if values else None, 1))
         lines.append(f"| {size_label(size)} | {point} | " + " | ".join(cells) + " |")

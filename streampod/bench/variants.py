@@ -142,17 +142,18 @@ def _wait_http(port: int, proc: _Proc, timeout_s: float = 30.0) -> None:
 
 #: The services' own histograms (their /metrics), whose means say where a batch's time goes:
 #: the reader's round trip holds the app's, which holds the writer's, which holds the broker's.
+#: (component, histogram, key in the record, scale of its mean, column title in the report)
 HOP_HISTOGRAMS: Final = (
-    ("input-reader", "streampod_reader_batch_messages", "batch_messages"),
-    ("input-reader", "streampod_reader_batch_seconds", "reader_round_trip_ms"),
-    ("app", "streampod_app_batch_seconds", "app_batch_ms"),
-    ("app", "streampod_app_process_seconds", "app_user_code_ms"),
-    ("app", "streampod_app_forward_seconds", "app_forward_ms"),
-    ("output-writer", "streampod_writer_batch_seconds", "writer_batch_ms"),
+    ("input-reader", "streampod_reader_batch_messages", "batch_messages", 1.0, "msgs / batch"),
+    ("input-reader", "streampod_reader_batch_seconds", "reader_round_trip_ms", 1000.0, "reader → app answered ms"),
+    ("app", "streampod_app_batch_seconds", "app_batch_ms", 1000.0, "app batch ms"),
+    ("app", "streampod_app_process_seconds", "app_user_code_ms", 1000.0, "of it user code ms"),
+    ("app", "streampod_app_forward_seconds", "app_forward_ms", 1000.0, "of it app → writer answered ms"),
+    ("output-writer", "streampod_writer_batch_seconds", "writer_batch_ms", 1000.0, "writer batch ms (to the last ack)"),
 )
 
 
-def histogram_means(text: str) -> dict[str, tuple[float, float]]:
+def histogram_totals(text: str) -> dict[str, tuple[float, float]]:
     """``name -> (sum, count)`` of every histogram in a Prometheus text exposition."""
     out = {}
     for family in text_string_to_metric_families(text):
@@ -205,17 +206,16 @@ class Streampod(Variant):
     def hop_means(self) -> dict[str, float | None]:
         """Mean batch size and time per hop since the start, from the services' own metrics."""
         scraped: dict[str, dict[str, tuple[float, float]]] = {}
-        for component in {c for c, _, _ in HOP_HISTOGRAMS}:
+        for component in {hop[0] for hop in HOP_HISTOGRAMS}:
             try:
                 status, body = self.stage.components[component].get("/metrics")
             except OSError:
                 continue
             if status == 200:
-                scraped[component] = histogram_means(body)
+                scraped[component] = histogram_totals(body)
         out: dict[str, float | None] = {}
-        for component, metric, key in HOP_HISTOGRAMS:
+        for component, metric, key, scale, _ in HOP_HISTOGRAMS:
             total, count = scraped.get(component, {}).get(metric, (0.0, 0.0))
-            scale = 1.0 if key == "batch_messages" else 1000.0
             out[key] = round(total / count * scale, 1) if count else None
         return out
 

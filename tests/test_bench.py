@@ -62,6 +62,24 @@ def test_cpu_between_interpolates_samples() -> None:
     assert s.peak_rss() == 3
 
 
+def test_cpu_per_process_is_apart_and_reported(tmp_path: Path) -> None:
+    s = measure.Samples(wall=[0.0, 1.0, 2.0], cpu=[0.0, 1.0, 3.0], rss=[1, 1, 1])
+    s.cpu_by_process = {
+        "app": [(0.0, 0.0), (1.0, 0.25), (2.0, 1.0)],
+        "input-reader": [(0.0, 0.0), (1.0, 0.75), (2.0, 2.0)],
+    }
+    assert s.cpu_between_by_process(0.5, 2.0) == pytest.approx({"app": 0.875, "input-reader": 1.625})
+    s.cpu_by_process["late"] = [(2.0, 0.1)]  # one sample only: no interval to measure, left out
+    assert "late" not in s.cpu_between_by_process(0.0, 2.0)
+    r = _results()
+    for rec in r.drain:
+        if rec["variant"] == "streampod" and rec["size"] == 100:
+            rec["cpu_s_per_million_by_process"] = {"app": 30.0 + rec["run"], "input-reader": 20.0}
+    report.write(r, tmp_path, png=False)
+    md = (tmp_path / "results.md").read_text()
+    assert "| streampod | 100 B | app 32, input-reader 20 |" in md  # median of 31 and 32, rounded
+
+
 def test_collapsed_stacks_are_summarised_by_function() -> None:
     text = (
         "process 1:python;thread (0x1):main;run (a/app.py:3);encode (lib/python3.11/json/encoder.py:9) 3\n"

@@ -64,16 +64,30 @@ class Samples:
     rss: list[int] = field(default_factory=list)
     broker_cpu: list[float] = field(default_factory=list)
     peak_rss_by_process: dict[str, int] = field(default_factory=dict)
+    # Per process: (wall, CPU seconds) pairs, from the first sample that saw it.
+    cpu_by_process: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def cpu_between(self, t0: float, t1: float, broker: bool = False) -> float | None:
         """CPU seconds spent between two wall-clock times, interpolated between samples."""
-        series = self.broker_cpu if broker else self.cpu
-        if len(self.wall) < 2 or not series:
-            return None
-        return _interp(self.wall, series, t1) - _interp(self.wall, series, t0)
+        return _between(self.wall, self.broker_cpu if broker else self.cpu, t0, t1)
+
+    def cpu_between_by_process(self, t0: float, t1: float) -> dict[str, float]:
+        """The same, for each of the variant's processes (with its children) apart."""
+        out = {}
+        for name, pairs in self.cpu_by_process.items():
+            cpu = _between([w for w, _ in pairs], [c for _, c in pairs], t0, t1)
+            if cpu is not None:
+                out[name] = cpu
+        return out
 
     def peak_rss(self) -> int:
         return max(self.rss, default=0)
+
+
+def _between(wall: list[float], series: list[float], t0: float, t1: float) -> float | None:
+    if len(wall) < 2 or len(series) != len(wall):
+        return None
+    return _interp(wall, series, t1) - _interp(wall, series, t0)
 
 
 def _interp(xs: list[float], ys: list[float], x: float) -> float:
@@ -117,16 +131,18 @@ class Sampler:
 
     def _sample(self) -> None:
         cpu, rss = 0.0, 0
-        by_process: dict[str, int] = {}
+        by_process: dict[str, tuple[float, int]] = {}
         for name, root in self._roots().items():
             c, r = _cpu_and_rss(_tree(root))
-            cpu, rss, by_process[name] = cpu + c, rss + r, r
+            cpu, rss, by_process[name] = cpu + c, rss + r, (c, r)
         broker = _cpu_and_rss([self._broker])[0] if self._broker is not None else None
         with self._lock:
             s = self.samples
-            for name, r in by_process.items():
+            now = time.time()
+            for name, (c, r) in by_process.items():
                 s.peak_rss_by_process[name] = max(r, s.peak_rss_by_process.get(name, 0))
-            s.wall.append(time.time())
+                s.cpu_by_process.setdefault(name, []).append((now, c))
+            s.wall.append(now)
             s.cpu.append(cpu)
             s.rss.append(rss)
             if broker is not None:

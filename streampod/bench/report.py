@@ -159,6 +159,7 @@ def markdown(results: Results) -> str:
                         f"{_num(row['p999_ms'])} | {_num(row['max_ms'])} | {_num(row['cpu_s_per_million'])} | "
                         f"{_num(row['peak_rss_mb'])} | {note} |"
                     )
+    lines += _cpu_by_process(results)
     lines += _hops(results)
     lines += ["", "## Targets of issue 6", "", "| target | measured | met |", "| --- | ---: | --- |"]
     for t in targets(results):
@@ -178,6 +179,26 @@ def markdown(results: Results) -> str:
                     lines += [f"- {pct:.1f} % `{func}`" for func, pct in summary["self_pct"][:10]]
                 lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_by_process(results: Results) -> list[str]:
+    """CPU per message of each process of the variants that run several, at drain (medians of the runs)."""
+    groups: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for r in results.drain:
+        if r.get("cpu_s_per_million_by_process"):
+            groups.setdefault((r["variant"], r["size"]), []).append(r["cpu_s_per_million_by_process"])
+    if not groups:
+        return []
+    lines = ["", "## CPU per process (drain, CPU s per million messages)", ""]
+    lines += ["| variant | size | by process |", "| --- | --- | --- |"]
+    for (variant, size), runs in groups.items():
+        names = sorted({name for run in runs for name in run})
+        cells = []
+        for name in names:
+            values = [run[name] for run in runs if name in run]
+            cells.append(f"{name} {_num(statistics.median(values))}")
+        lines.append(f"| {NAMES.get(variant, variant)} | {size_label(size)} | {', '.join(cells)} |")
+    return lines
 
 
 def _hops(results: Results) -> list[str]:

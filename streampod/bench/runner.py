@@ -416,6 +416,9 @@ def _cpu(rec: Record, rate: float | None, t_lo: float, t_hi: float) -> None:
     if cpu is not None:
         rec["cpu_s_per_million"] = round(cpu / messages * 1e6, 1)
         rec["cpu_cores"] = round(cpu / (t_hi - t_lo), 2)
+    by_process = samples.cpu_between_by_process(t_lo, t_hi)
+    if len(by_process) > 1:
+        rec["cpu_s_per_million_by_process"] = {k: round(v / messages * 1e6, 1) for k, v in by_process.items()}
     if broker is not None:
         rec["broker_cpu_s_per_million"] = round(broker / messages * 1e6, 1)
 

@@ -359,6 +359,18 @@ def test_contract_errors_answer_400_with_a_reason(harness: Callable[..., AppHarn
     assert app.forwarder.batches == []
 
 
+def test_a_value_the_app_cannot_decode_rejects_that_message_only(harness: Callable[..., AppHarness]) -> None:
+    app = harness(ECHO)
+    # JSON that scans (the reader's check) but has no Python value: a number beyond a double.
+    raw = b'{"messages": [{"id": "a", "value": 1e400}, {"id": "b", "value": 1}]}'
+    status, reply = app.post(raw)
+    assert status == 200
+    bad, good = orjson.loads(reply)["results"]
+    assert bad["status"] == "reject" and "value cannot be decoded" in bad["error"]
+    assert good == {"id": "b", "status": "ok"}
+    assert [o.value["got"] for o in app.forwarder.outputs] == [1]
+
+
 def test_an_empty_batch_is_answered_without_calling_the_writer(harness: Callable[..., AppHarness]) -> None:
     app = harness(ECHO)
     assert app.post(body()) == (200, b'{"results":[]}')

@@ -195,13 +195,16 @@ async def test_an_unavailable_app_is_waited_for_without_dead_lettering():
 
 
 async def test_bad_json_is_dead_lettered_by_the_reader_with_the_reason():
-    source = MemorySource(records(4, value=lambda i: b"{oops" if i == 1 else orjson.dumps(i)))
+    # The check scans the structure and the UTF-8 (inside strings too) without parsing the value.
+    bad = {1: b"{oops", 2: b'{"a": "\xff\xfe"}', 3: b"[" * 5000 + b"]" * 5000, 4: b'{"a": 1} x'}
+    source = MemorySource(records(6, value=lambda i: bad.get(i, orjson.dumps(i))))
     app = ScriptedApp(lambda e: OK)
     _, dlq = await run_reader(source, app)
-    assert list(dlq.reasons()) == [1]
-    assert "not valid JSON" in dlq.reasons()[1]
-    assert 1 not in {o for batch in app.sent for o in batch}
-    assert source.final == {P0: 4}
+    assert sorted(dlq.reasons()) == [1, 2, 3, 4]
+    assert all("not valid JSON" in reason for reason in dlq.reasons().values())
+    assert "not UTF-8 at byte 7" in dlq.reasons()[2]
+    assert {o for batch in app.sent for o in batch} == {0, 5}
+    assert source.final == {P0: 6}
 
 
 async def test_a_slow_app_pauses_the_partition_and_memory_stays_bounded():

@@ -59,7 +59,7 @@ class HttpForwarder:
         self.port = port
 
     async def send(self, records: Sequence[OutRecord]) -> Mapping[str, contract.Result]:
-        body = contract.encode_batch(r.wire() for r in records)
+        body = contract.encode_batch(records)
         return await self.client.send_batch(body, [r.id for r in records])
 
     async def check(self) -> None:
@@ -97,7 +97,7 @@ def _forwarded(r: OutRecord) -> Forwarded:
     value: Any = r.value
     if value is not None:
         if r.encoding == "json":
-            value = orjson.loads(value)
+            value = orjson.loads(bytes(value))
         elif r.encoding == "base64":
             value = base64.b64decode(value)
     return Forwarded(r.id, r.key, value, r.encoding, dict(r.headers), r.topic)

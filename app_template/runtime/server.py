@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -131,7 +132,7 @@ def _error(status: int, reason: str) -> Response:
 
 
 async def _handle(
-    batch: list[contract.Message],
+    batch: Sequence[contract.Message | contract.RawMessage],
     user: UserApp,
     forwarder: Forwarder,
     metrics: AppMetrics,

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
+
+import msgspec
 
 from streampod.contract import Encoding, wire_value
 from streampod.errors import ContractError
 from streampod.source import InRecord
 
 
-@dataclass(slots=True)
-class Entry:
+# A msgspec struct rather than a dataclass: one is built per record fetched, at half the cost.
+class Entry(msgspec.Struct, gc=False):
     record: InRecord
     id: str
     #: The contract v1 message (batch mode); None when ``error`` is set.
@@ -43,7 +44,9 @@ def make_entry(record: InRecord, *, system: str, encoding: Encoding, max_bytes: 
         if size > max_bytes:
             raise ContractError(f"message of {size} bytes exceeds STREAMPOD_MAX_MESSAGE_BYTES={max_bytes}")
         key = _text(record.key, "key")
-        headers = {name: _text(value, f"header {name!r}") or "" for name, value in record.headers or ()}
+        headers = {}
+        if record.headers:
+            headers = {name: _text(value, f"header {name!r}") or "" for name, value in record.headers}
         value, enc = wire_value(record.value, encoding)
     except ContractError as exc:
         return Entry(record, entry_id, None, size, error=str(exc))

@@ -55,6 +55,18 @@ def _header_bytes(value: str | bytes | None) -> bytes:
     return value.encode() if isinstance(value, str) else value or b""
 
 
+# One PartitionId per partition seen, shared by its records: building a NamedTuple per record
+# cost more than the lookup.
+_partition_ids: dict[tuple[str, int], PartitionId] = {}
+
+
+def _partition_id(topic: str, partition: int) -> PartitionId:
+    pid = _partition_ids.get((topic, partition))
+    if pid is None:
+        pid = _partition_ids[(topic, partition)] = PartitionId(topic, partition)
+    return pid
+
+
 def to_record(msg: KafkaMessage) -> InRecord:
     ts_type, ts = msg.timestamp()
     raw = msg.headers()
@@ -63,7 +75,7 @@ def to_record(msg: KafkaMessage) -> InRecord:
         pairs = raw.items() if isinstance(raw, dict) else raw
         headers = [(k, _header_bytes(v)) for k, v in pairs]
     return InRecord(
-        PartitionId(msg.topic() or "", msg.partition() or 0),
+        _partition_id(msg.topic() or "", msg.partition() or 0),
         msg.offset() or 0,
         msg.key(),
         msg.value(),

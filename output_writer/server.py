@@ -127,6 +127,7 @@ def create_app(settings: OutputWriterSettings, sink: Sink, metrics: WriterMetric
         results: list[dict[str, Any]] = [{}] * len(batch)
         records: list[OutRecord] = []
         written: list[int] = []
+        default = destination(None, settings)
         for i, m in enumerate(batch):
             try:
                 value = raw_value_to_bytes(m.value, m.encoding)
@@ -135,8 +136,9 @@ def create_app(settings: OutputWriterSettings, sink: Sink, metrics: WriterMetric
                 continue
             key = None if m.key is None else m.key.encode()
             # librdkafka writes a str header value as UTF-8 itself.
-            headers = list(m.headers.items()) or None
-            records.append(OutRecord(destination(m.topic, settings), key, value, headers))
+            headers = list(m.headers.items()) if m.headers else None
+            topic = default if m.topic is None else destination(m.topic, settings)
+            records.append(OutRecord(topic, key, value, headers))
             written.append(i)
         if records:
             for i, d in zip(written, await write(records), strict=True):

@@ -14,10 +14,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 
-# Not frozen: a frozen dataclass's __init__ costs 3x as much, and the writer builds one per message.
-@dataclass(slots=True)
-class OutRecord:
+
+# A msgspec struct: the writer builds one per message, and a dataclass's __init__ costs twice as much.
+class OutRecord(msgspec.Struct, gc=False):
     topic: str
     key: bytes | None
     value: bytes | None

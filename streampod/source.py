@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
+
+import msgspec
 
 
 class PartitionId(NamedTuple):
@@ -20,8 +21,8 @@ class PartitionId(NamedTuple):
     partition: int
 
 
-@dataclass(slots=True)
-class InRecord:
+# A msgspec struct rather than a dataclass: one is built per record fetched, at half the cost.
+class InRecord(msgspec.Struct, gc=False):
     partition: PartitionId
     offset: int
     key: bytes | None

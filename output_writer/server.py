@@ -23,7 +23,6 @@ from streampod.contract import (
     H_TOPIC,
     MESSAGE_PATH,
     MESSAGES_PATH,
-    encode_results,
     parse_raw_batch,
     raw_value_to_bytes,
 )
@@ -142,11 +141,11 @@ def create_app(settings: OutputWriterSettings, sink: Sink, metrics: WriterMetric
             written.append(i)
         if records:
             for i, d in zip(written, await write(records), strict=True):
-                results[i] = _result(batch[i].id, d)
+                results[i] = {"id": batch[i].id, "status": "ok"} if d.ok else _result(batch[i].id, d)
         for status, n in Counter(r["status"] for r in results).items():
             metrics.messages.labels(status=status).inc(n)
         metrics.delivery_seconds.observe(time.perf_counter() - started)
-        return Response(encode_results(results), media_type=_JSON)
+        return Response(orjson.dumps({"results": results}), media_type=_JSON)
 
     @app.post(MESSAGE_PATH)
     async def message(request: Request, settings: Settings) -> Response:

@@ -163,18 +163,6 @@ def parse_results(body: bytes, ids: Iterable[str]) -> dict[str, Result]:
     return by_id
 
 
-def _result_dict(r: Result) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": r.id, "status": r.status}
-    if r.error is not None:
-        out["error"] = r.error
-    return out
-
-
-def encode_results(results: Iterable[Result | Mapping[str, Any]]) -> bytes:
-    out = [_result_dict(r) if isinstance(r, Result) else r for r in results]
-    return orjson.dumps({"results": out})
-
-
 def encode_batch(messages: Iterable[Mapping[str, Any] | msgspec.Struct]) -> bytes:
     """Encode wire messages (dicts or structs); a ``msgspec.Raw`` value is embedded as it is."""
     return _encoder.encode({"messages": list(messages)})

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -158,17 +159,18 @@ async def _handle(
         metrics.forward_seconds.observe(time.perf_counter() - t1)
         metrics.outputs.inc(len(records))
     results = [_result(m.id, o, answers) for m, o in zip(batch, outcomes, strict=True)]
-    for status in ("ok", "retry", "reject"):
-        n = sum(1 for r in results if r["status"] == status)
-        if n:
-            metrics.messages.labels(status).inc(n)
+    for status, n in Counter(r["status"] for r in results).items():
+        metrics.messages.labels(status).inc(n)
     return Response(orjson.dumps({"results": results}), media_type="application/json")
 
 
 def _result(msg_id: str, outcome: Outcome, answers: dict[str, contract.Result]) -> dict[str, Any]:
     status, error = outcome.status, outcome.error
     if status == "ok":
-        status, error = _combine(outcome.outputs, answers)
+        outputs = outcome.outputs
+        if len(outputs) == 1 and answers[outputs[0].id].status == "ok":  # the common case, in one test
+            return {"id": msg_id, "status": "ok"}
+        status, error = _combine(outputs, answers)
     out: dict[str, Any] = {"id": msg_id, "status": status}
     if error is not None:
         out["error"] = error

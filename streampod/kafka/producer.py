@@ -125,6 +125,10 @@ class _Batch:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(_resolve, self.future)
 
+    def report(self, index: int, err: KafkaError | None, _msg: Any) -> None:
+        """The delivery callback of record ``index``, on the poll thread (one call per record written)."""
+        self.settle(index, _OK if err is None else classify(err))
+
     def settle_rest(self, delivery: Delivery) -> None:
         for i in range(len(self.results)):
             self.settle(i, delivery)
@@ -195,6 +199,9 @@ class AsyncProducer:
             except TimeoutError:
                 log.error("delivery reports overdue", extra={"producer": self._name})
                 batch.settle_rest(Delivery(False, "no delivery report in time"))
+            # Marked here rather than in the callback, which runs once per record.
+            if not self._up and _OK in batch.results:
+                self._set_up("a delivery was acknowledged")
         finally:
             with self._pending_lock:
                 self._pending.discard(batch)
@@ -202,7 +209,7 @@ class AsyncProducer:
 
     async def _produce(self, batch: _Batch, records: Sequence[OutRecord]) -> None:
         for i, rec in enumerate(records):
-            report = functools.partial(self._delivered, batch, i)
+            report = functools.partial(batch.report, i)
             while True:
                 try:
                     # Read the producer each time: a fatal error may have replaced it.
@@ -274,14 +281,6 @@ class AsyncProducer:
             return
         if served and self._room_waiters:
             self._wake_room_waiters()
-
-    def _delivered(self, batch: _Batch, index: int, err: KafkaError | None, _msg: Any) -> None:
-        if err is None:
-            batch.settle(index, _OK)
-            if not self._up:
-                self._set_up("a delivery was acknowledged")
-        else:
-            batch.settle(index, classify(err))
 
     def _on_error(self, err: KafkaError) -> None:
         # Called from poll() on the poll thread: only record state here, act after poll returns.

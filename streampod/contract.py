@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -146,13 +146,16 @@ def parse_raw_batch(body: bytes) -> list[RawMessage]:
     return messages
 
 
-def parse_results(body: bytes, ids: Iterable[str]) -> dict[str, Result]:
-    """Parse a reply and check a result is owed for every id sent, and only those."""
+def parse_results(body: bytes, ids: Sequence[str]) -> dict[str, Result]:
+    """Parse a reply and check a result is owed for every id sent (unique, as in a batch), and only those."""
     try:
         results = _results_decoder.decode(body).results
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ContractError(f"malformed reply: {_reason(exc)}") from None
     by_id = {r.id: r for r in results}
+    # As many distinct results as ids, each id among them: exactly those ids (no set to build).
+    if len(by_id) == len(ids) and all(i in by_id for i in ids):
+        return by_id
     wanted = set(ids)
     missing = wanted - by_id.keys()
     if missing:

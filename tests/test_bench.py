@@ -77,7 +77,7 @@ def test_cpu_per_process_is_apart_and_reported(tmp_path: Path) -> None:
             rec["cpu_s_per_million_by_process"] = {"app": 30.0 + rec["run"], "input-reader": 20.0}
     report.write(r, tmp_path, png=False)
     md = (tmp_path / "results.md").read_text()
-    assert "| streampod | 100 B | app 32, input-reader 20 |" in md  # median of 31 and 32, rounded
+    assert "| 100 B | streampod | app 32, input-reader 20 |" in md  # median of 31 and 32, rounded
 
 
 def test_collapsed_stacks_are_summarised_by_function() -> None:

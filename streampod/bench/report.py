@@ -190,14 +190,14 @@ def _cpu_by_process(results: Results) -> list[str]:
     if not groups:
         return []
     lines = ["", "## CPU per process (drain, CPU s per million messages)", ""]
-    lines += ["| variant | size | by process |", "| --- | --- | --- |"]
+    lines += ["| size | variant | by process |", "| --- | --- | --- |"]
     for (variant, size), runs in groups.items():
         names = sorted({name for run in runs for name in run})
         cells = []
         for name in names:
             values = [run[name] for run in runs if name in run]
             cells.append(f"{name} {_num(statistics.median(values))}")
-        lines.append(f"| {NAMES.get(variant, variant)} | {size_label(size)} | {', '.join(cells)} |")
+        lines.append(f"| {size_label(size)} | {NAMES.get(variant, variant)} | {', '.join(cells)} |")
     return lines
 
 

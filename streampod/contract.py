@@ -1,11 +1,12 @@
 """HTTP contract v1: the wire format between input reader, app and output writer.
 
 The msgspec structs below are the specification. A whole batch is parsed in one ``decode`` call
-(msgspec, no per-message Python) with every ``value`` kept as the JSON text that was sent
-(``msgspec.Raw``): the output writer hands those bytes to the producer without parsing and
-re-encoding them, and the app decodes each value on its own (``decode_value``), so that a bad value
-is that message's error rather than a failed batch. Batches are encoded with msgspec too, which
-embeds a ``msgspec.Raw`` value as it is (docs/benchmark.md has the measurements behind both).
+(msgspec, no per-message Python). The app's ``parse_batch`` parses the values too; only when a
+value has no Python value does it parse the batch again with the values kept raw, so that
+``decode_value`` makes that message's error rather than a failed batch. The output writer's
+``parse_raw_batch`` keeps every value as the JSON text that was sent (``msgspec.Raw``) and hands
+those bytes to the producer without parsing and re-encoding them. Batches are encoded with msgspec,
+which embeds a ``msgspec.Raw`` value as it is (docs/benchmark.md has the measurements behind both).
 """
 
 from __future__ import annotations

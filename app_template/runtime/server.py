@@ -168,7 +168,7 @@ def _result(msg_id: str, outcome: Outcome, answers: dict[str, contract.Result]) 
     status, error = outcome.status, outcome.error
     if status == "ok":
         outputs = outcome.outputs
-        if len(outputs) == 1 and answers[outputs[0].id].status == "ok":  # the common case, in one test
+        if len(outputs) == 1 and answers[outputs[0].id].status == "ok":  # the common case: no loop
             return {"id": msg_id, "status": "ok"}
         status, error = _combine(outputs, answers)
     out: dict[str, Any] = {"id": msg_id, "status": status}

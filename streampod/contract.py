@@ -100,11 +100,18 @@ _optional_str_decoder = msgspec.json.Decoder(str | None)
 _any_decoder = msgspec.json.Decoder()
 _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 _encoder = msgspec.json.Encoder()
+# What msgspec's decode raises for a body it cannot read: msgspec's own errors, and the Python
+# ones it lets through for invalid UTF-8 inside a string and for nesting deeper than the stack.
+_UNPARSABLE = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _AT = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$", re.DOTALL)
 
 
-def _reason(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
+def _reason(exc: Exception) -> str:
     """``messages.0.id: Expected `str`, got `int``` from msgspec's ``... - at `$.messages[0].id```."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 at byte {exc.start} of a string"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
     text = str(exc)
     m = _AT.match(text)
     if m is None:
@@ -131,7 +138,7 @@ def parse_batch(body: bytes) -> list[Message] | list[RawMessage]:
     """
     try:
         messages: list[Message] = _batch_decoder.decode(body).messages
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except _UNPARSABLE:
         return parse_raw_batch(body)  # raises the reason when the batch itself is malformed
     _check_ids(messages)
     return messages
@@ -141,7 +148,7 @@ def parse_raw_batch(body: bytes) -> list[RawMessage]:
     """As ``parse_batch``, with every value kept as its JSON bytes (checked to be JSON, not parsed)."""
     try:
         messages: list[RawMessage] = _raw_batch_decoder.decode(body).messages
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except _UNPARSABLE as exc:
         raise ContractError(f"malformed batch: {_reason(exc)}") from None
     _check_ids(messages)
     return messages
@@ -151,7 +158,7 @@ def parse_results(body: bytes, ids: Sequence[str]) -> dict[str, Result]:
     """Parse a reply and check a result is owed for every id sent (unique, as in a batch), and only those."""
     try:
         results = _results_decoder.decode(body).results
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except _UNPARSABLE as exc:
         raise ContractError(f"malformed reply: {_reason(exc)}") from None
     by_id = {r.id: r for r in results}
     # As many distinct results as ids, each id among them: exactly those ids (no set to build).
@@ -214,6 +221,8 @@ def decode_value(value: Any, encoding: Encoding) -> Any:
             if encoding == "json":
                 raise ContractError(f"value cannot be decoded: {exc}") from None
             raise ContractError(f"value must be a string for encoding {encoding!r}") from None
+        except _UNPARSABLE as exc:
+            raise ContractError(f"value cannot be decoded: {_reason(exc)}") from None
     if encoding == "json" or value is None:
         return value
     if not isinstance(value, str):

@@ -371,6 +371,24 @@ def test_a_value_the_app_cannot_decode_rejects_that_message_only(harness: Callab
     assert [o.value["got"] for o in app.forwarder.outputs] == [1]
 
 
+def test_bodies_msgspec_cannot_read_are_400_or_that_messages_reject(harness: Callable[..., AppHarness]) -> None:
+    app = harness(ECHO)
+    # Invalid UTF-8 or nesting deeper than the stack used to escape the parser as a 500.
+    for raw, reason in {
+        b'{"messages": [{"id": "\xff", "value": 1}]}': "not UTF-8",
+        b'{"messages": [{"id": "a", "value": ' + b"[" * 5000 + b"]" * 5000 + b"}]}": "nested too deeply",
+    }.items():
+        status, reply = app.post(raw)
+        assert status == 400, raw[:40]
+        assert reason in orjson.loads(reply)["error"]
+    status, reply = app.post(b'{"messages": [{"id": "a", "value": "\xff"}, {"id": "b", "value": 2}]}')
+    assert status == 200
+    bad, good = orjson.loads(reply)["results"]
+    assert bad["status"] == "reject" and "not UTF-8" in bad["error"]
+    assert good == {"id": "b", "status": "ok"}
+    assert [o.value["got"] for o in app.forwarder.outputs] == [2]
+
+
 def test_an_empty_batch_is_answered_without_calling_the_writer(harness: Callable[..., AppHarness]) -> None:
     app = harness(ECHO)
     assert app.post(body()) == (200, b'{"results":[]}')

@@ -137,6 +137,8 @@ async def test_a_batch_is_written_and_every_id_answered(writer: Writer) -> None:
         (b'{"messages": [{"id": "a", "encoding": "yaml"}]}', "messages.0.encoding"),
         (b'{"messages": [{"id": "a", "headers": {"h": 1}}]}', "messages.0.headers"),
         (b'{"messages": [{"id": "a"}, {"id": "a"}]}', "duplicate id 'a'"),
+        (b'{"messages": [{"id": "\xff"}]}', "not UTF-8"),
+        (b'{"messages": [{"id": "a", "value": ' + b"[" * 1000 + b"]" * 1000 + b"}]}", "nested too deeply"),
     ],
 )
 async def test_a_malformed_batch_is_400_with_the_reason_and_nothing_is_written(

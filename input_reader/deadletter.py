@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from streampod.backoff import Backoff
+from streampod.contract import H_SOURCE, H_SOURCE_PREFIX, source_header
 from streampod.metrics import ReaderMetrics
 from streampod.sink import Delivery, OutRecord
 
@@ -25,7 +26,6 @@ H_ERROR = "streampod-error"
 H_STAGE = "streampod-error-stage"
 H_ATTEMPTS = "streampod-attempts"
 H_FAILED_AT = "streampod-failed-at"
-H_SOURCE = "streampod-source-"
 _MAX_REASON = 1000
 
 
@@ -81,11 +81,13 @@ class DeadLetters:
             (H_STAGE, stage.encode()),
             (H_ATTEMPTS, str(e.attempts).encode()),
             (H_FAILED_AT, str(int(time.time() * 1000)).encode()),
-            (H_SOURCE + "system", self.system.encode()),
-            (H_SOURCE + "topic", r.partition.topic.encode()),
-            (H_SOURCE + "partition", str(r.partition.partition).encode()),
-            (H_SOURCE + "offset", str(r.offset).encode()),
+            # The same coordinates as on an output (a comparison pairs the two), and field by field for people.
+            (H_SOURCE, source_header(r.partition.topic, r.partition.partition, r.offset, r.timestamp).encode()),
+            (H_SOURCE_PREFIX + "system", self.system.encode()),
+            (H_SOURCE_PREFIX + "topic", r.partition.topic.encode()),
+            (H_SOURCE_PREFIX + "partition", str(r.partition.partition).encode()),
+            (H_SOURCE_PREFIX + "offset", str(r.offset).encode()),
         ]
         if r.timestamp is not None:
-            headers.append((H_SOURCE + "timestamp", str(r.timestamp).encode()))
+            headers.append((H_SOURCE_PREFIX + "timestamp", str(r.timestamp).encode()))
         return OutRecord(self.destination, r.key, r.value, [(k, v or b"") for k, v in headers])

@@ -167,11 +167,7 @@ async def test_app_process_serves_forwards_and_drains(app_process: AppProcess, w
     assert first["value"] == {"user": "u10", "amount": 12.5, "currency": "EUR", "amount_usd": 13.5, "flagged": False}
     assert first["headers"] == {
         "traceparent": "00-10",
-        "streampod-source-id": "orders-1-10",
-        "streampod-source-topic": "orders",
-        "streampod-source-partition": "1",
-        "streampod-source-offset": "10",
-        "streampod-source-timestamp": "1763800000010",
+        "streampod-source": "orders/1/10@1763800000010",
     }
     assert second["value"]["flagged"] is True
 

@@ -19,6 +19,7 @@ import pytest
 from pipeline_support import APPS, Out, SteadyStream, committed, end_offsets, read_all, wait_committed_to_end
 
 from streampod import chart
+from streampod.contract import parse_source_header
 from streampod.localkafka import LocalKafka
 from streampod.localpod import LocalCluster
 
@@ -169,7 +170,8 @@ def test_promotion_loses_nothing_and_the_shadow_holds_only_candidate_results(
     first_green: dict[int, int] = {}
     last_blue: dict[int, int] = {}
     for o in outputs:
-        src, part = int(o.headers["streampod-source-offset"]), int(o.headers["streampod-source-partition"])
+        _, part_text, offset_text = parse_source_header(o.headers["streampod-source"].decode())[0].rsplit("/", 2)
+        src, part = int(offset_text), int(part_text)
         if o.json()["variant"] == "green":
             first_green[part] = min(first_green.get(part, src), src)
         else:

@@ -109,6 +109,8 @@ def test_rejected_and_failing_messages_go_to_the_dead_letter_topic(
     out = [r for r in records if r.topic == t_out]
     dead = [r for r in records if r.topic == t_dlq]
     assert sorted(o.json()["i"] for o in out) == [v["i"] for _, v in inputs if v["i"] % 10 not in (3, 7)]
+    for o in out:  # every output names its input: topic/partition/offset@timestamp
+        assert re.fullmatch(rf"{re.escape(t_in)}/[0-2]/\d+@\d+".encode(), o.headers["streampod-source"])
     assert sorted(d.json()["i"] for d in dead) == [v["i"] for _, v in inputs if v["i"] % 10 in (3, 7)]
     for d in dead:
         v = d.json()
@@ -116,6 +118,8 @@ def test_rejected_and_failing_messages_go_to_the_dead_letter_topic(
         assert ("asked to reject" in reason) if v["reject"] else ("ValueError: boom" in reason)
         assert d.headers["streampod-source-topic"].decode() == t_in
         assert re.fullmatch(rb"\d+", d.headers["streampod-source-offset"])
+        coordinates = [d.headers[f"streampod-source-{f}"].decode() for f in ("topic", "partition", "offset")]
+        assert d.headers["streampod-source"].decode().startswith("/".join(coordinates) + "@")
         assert d.key == v["key"]
     assert stage["input-reader"].alive() and stage["app"].alive()
     # Failures are logged with coordinates, never with the payload.

@@ -34,6 +34,7 @@ from confluent_kafka import Producer
 from pipeline_support import APPS, Out, read_all, wait_committed_to_end
 
 from streampod.app import Message
+from streampod.contract import parse_source_header
 from streampod.scaffold import TEMPLATES
 
 pytestmark = pytest.mark.kafka
@@ -203,8 +204,8 @@ def test_sklearn_template(tmp_path, kafka_broker, topic_factory, kafka_env, stag
         out = o.json()
         assert out["prediction"] == expected[i], f"sample {i}"
         assert out["model_version"] == metadata["version"]
-        assert out["input"]["topic"] == o.headers["streampod-source-topic"].decode()
-        assert out["input"]["offset"] == int(o.headers["streampod-source-offset"])
+        topic, _, offset = parse_source_header(o.headers["streampod-source"].decode())[0].split("/")
+        assert (out["input"]["topic"], out["input"]["offset"]) == (topic, int(offset))
     check_dead_letters(
         dead, {10: "value.petal_width: Field required", 11: "value.sepal_length: Input should be a valid number"}
     )

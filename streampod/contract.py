@@ -35,6 +35,14 @@ H_TOPIC = "streampod-topic"
 H_HEADER_PREFIX = "streampod-header-"
 H_SOURCE_PREFIX = "streampod-source-"
 
+#: The header on every output (and dead letter): the input it came from, as
+#: ``topic/partition/offset`` or ``topic/partition/offset@timestamp``. One header rather than one per
+#: field: librdkafka's ``produce`` pays per header, and five of them were a fifth of the output
+#: writer's instructions at 100 B (docs/benchmark.md). Read it with ``parse_source_header``.
+H_SOURCE = "streampod-source"
+#: On an output whose input came without coordinates (a batch posted by other means): the input's id.
+H_SOURCE_ID = "streampod-source-id"
+
 _Id = Annotated[str, msgspec.Meta(min_length=1)]
 
 
@@ -127,6 +135,25 @@ def _check_ids(messages: list[Message] | list[RawMessage]) -> None:
         if m.id in seen:
             raise ContractError(f"malformed batch: duplicate id {m.id!r}")
         seen.add(m.id)
+
+
+def source_header(topic: str, partition: int, offset: int, timestamp: int | None) -> str:
+    """The value of ``H_SOURCE`` for an input's coordinates."""
+    if timestamp is None:
+        return f"{topic}/{partition}/{offset}"
+    return f"{topic}/{partition}/{offset}@{timestamp}"
+
+
+def parse_source_header(value: str) -> tuple[str, int | None]:
+    """``(topic/partition/offset, timestamp or None)`` from an ``H_SOURCE`` value.
+
+    The coordinates are returned as written (they pair an output with its input); the timestamp is
+    the digits after the last ``@``, so a topic (a file path, for the file source) may hold ``@``.
+    """
+    coordinates, at, ts = value.rpartition("@")
+    if at and ts.isdigit():
+        return coordinates, int(ts)
+    return value, None
 
 
 def parse_batch(body: bytes) -> list[Message] | list[RawMessage]:

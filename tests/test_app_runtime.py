@@ -86,11 +86,7 @@ def test_ok_output_keeps_key_and_headers_and_adds_coordinates(harness: Callable[
     assert out.encoding == "json"
     assert out.headers == {
         "tp": "x",
-        "streampod-source-id": "orders-3-1042",
-        "streampod-source-topic": "orders",
-        "streampod-source-partition": "3",
-        "streampod-source-offset": "1042",
-        "streampod-source-timestamp": "1763800000000",
+        "streampod-source": "orders/3/1042@1763800000000",
     }
 
 
@@ -135,7 +131,7 @@ def test_several_outputs_none_and_output_fields(harness: Callable[..., AppHarnes
     assert (first.value, first.key, first.headers["in"]) == ({"n": 1}, "k", "1")
     assert (second.value, second.key, second.topic) == ({"n": 2}, "other", "audit")
     assert "in" not in second.headers and second.headers["h"] == "v"
-    assert second.headers["streampod-source-id"] == "m0"
+    assert second.headers["streampod-source"].startswith("harness/0/0@")
     assert (text.value, text.encoding) == ("plain text", "text")
     assert (raw.value, raw.encoding) == (b"\x00\x01", "base64")
     assert (tombstone.value, tombstone.key) == (None, None)

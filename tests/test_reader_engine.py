@@ -165,6 +165,8 @@ async def test_rejected_and_retry_exhausted_messages_are_dead_lettered_then_comm
     assert reasons[2] == "bad record"
     assert reasons[5].startswith("gave up after 3 tries: still busy")
     assert source.final == {P0: 8}
+    # The input's coordinates in the one header outputs carry too (a comparison pairs them).
+    assert sorted(dict(r.headers or [])["streampod-source"] for r in dlq.records) == [b"in/0/2", b"in/0/5"]
 
 
 async def test_a_poison_message_is_isolated_by_splitting_and_the_rest_goes_through():

@@ -26,12 +26,9 @@ from ._message import AS_INPUT, Message, Output, Reject, Retry
 
 log = logging.getLogger(__name__)
 
-#: Headers every output carries so that a comparison tool can pair outputs with their inputs.
-H_SOURCE_ID = "streampod-source-id"
-H_SOURCE_TOPIC = "streampod-source-topic"
-H_SOURCE_PARTITION = "streampod-source-partition"
-H_SOURCE_OFFSET = "streampod-source-offset"
-H_SOURCE_TIMESTAMP = "streampod-source-timestamp"
+#: The header every output carries, so that a comparison tool can pair outputs with their inputs.
+H_SOURCE = contract.H_SOURCE
+H_SOURCE_ID = contract.H_SOURCE_ID
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _PAYLOAD_IN_LOGS = 1000
@@ -177,14 +174,7 @@ def _trace_headers(m: contract.Message | contract.RawMessage, headers: dict[str,
     if src is None:
         out = {H_SOURCE_ID: m.id}
     else:
-        out = {
-            H_SOURCE_ID: m.id,
-            H_SOURCE_TOPIC: src.topic,
-            H_SOURCE_PARTITION: f"{src.partition}",
-            H_SOURCE_OFFSET: f"{src.offset}",
-        }
-        if src.timestamp is not None:
-            out[H_SOURCE_TIMESTAMP] = f"{src.timestamp}"
+        out = {H_SOURCE: contract.source_header(src.topic, src.partition, src.offset, src.timestamp)}
     base = m.headers if headers is None else headers
     return {**base, **out} if base else out
 

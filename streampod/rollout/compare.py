@@ -1,8 +1,10 @@
 """Compare the active colour's real output with the candidate's shadow output.
 
 Outputs are paired by the input they came from: the app runtime stamps every output with the
-input's coordinates (``streampod-source-id``, ``streampod-source-timestamp``), and dead letters carry
-them too, so pairing is exact; ``--pair-by key`` pairs the last output per key for apps that do not
+input's coordinates (``streampod-source``: ``topic/partition/offset@timestamp``), and dead letters
+carry them too, so pairing is exact. Outputs of older runtimes, with one header per field, are read
+too, so that a candidate pairs with an active colour of an older release. ``--pair-by key`` pairs
+the last output per key for apps that do not
 use the runtime. The report gives, per colour, how many inputs were answered, dead letters and
 latency (p50/p99 from the input's timestamp to the output's broker timestamp), and across colours
 the agreement rate (exact, and within numeric tolerances for named fields) with mismatching
@@ -22,8 +24,9 @@ from typing import Any
 
 import orjson
 
-H_SOURCE_ID = "streampod-source-id"
-H_SOURCE_TIMESTAMP = "streampod-source-timestamp"
+from streampod.contract import H_SOURCE, H_SOURCE_ID, parse_source_header
+
+_OLD_SOURCE = "streampod-source-"
 H_ERROR = "streampod-error"
 EXIT_GATE_FAILED = 3
 _EXAMPLES = 10
@@ -256,16 +259,28 @@ def _record(msg: Any, pair_by: str) -> OutputRecord:
     headers = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
     key = msg.key().decode(errors="replace") if msg.key() is not None else None
     ts_type, ts = msg.timestamp()
-    in_ms = headers.get(H_SOURCE_TIMESTAMP)
-    pair = headers.get(H_SOURCE_ID) if pair_by == "source" else key
+    source, in_ms = _source(headers)
     return OutputRecord(
-        pair_key=pair,
+        pair_key=source if pair_by == "source" else key,
         key=key,
         value=msg.value(),
         out_ms=ts if ts_type != 0 else None,
-        in_ms=int(in_ms) if in_ms and in_ms.isdigit() else None,
+        in_ms=in_ms,
         error=headers.get(H_ERROR),
     )
+
+
+def _source(headers: Mapping[str, str]) -> tuple[str | None, int | None]:
+    """(the input's coordinates, its timestamp) from a record's headers, in either format."""
+    value = headers.get(H_SOURCE)
+    if value is not None:
+        return parse_source_header(value)
+    ts = headers.get(_OLD_SOURCE + "timestamp", "")
+    in_ms = int(ts) if ts.isdigit() else None
+    topic, partition, offset = (headers.get(_OLD_SOURCE + f) for f in ("topic", "partition", "offset"))
+    if topic and partition and offset:
+        return f"{topic}/{partition}/{offset}", in_ms
+    return headers.get(H_SOURCE_ID), in_ms
 
 
 def read_topic(

@@ -6,9 +6,24 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from streampod.contract import Encoding, wire_value
+from streampod.contract import Encoding, Source, wire_value
 from streampod.errors import ContractError
 from streampod.source import InRecord
+
+
+class Wire(msgspec.Struct, gc=False):
+    """A contract v1 message as the reader sends it: ``contract.Message`` without the writer's ``topic``.
+
+    A struct rather than two dicts: built per record fetched, and both built and encoded in about
+    half the time.
+    """
+
+    id: str
+    key: str | None
+    value: Any
+    encoding: Encoding
+    headers: dict[str, str]
+    source: Source
 
 
 # A msgspec struct rather than a dataclass: one is built per record fetched, at half the cost.
@@ -16,7 +31,7 @@ class Entry(msgspec.Struct, gc=False):
     record: InRecord
     id: str
     #: The contract v1 message (batch mode); None when ``error`` is set.
-    wire: dict[str, Any] | None
+    wire: Wire | None
     size: int
     #: Why the reader itself cannot deliver this record (bad JSON, too large, ...): dead-letter it.
     error: str | None = None
@@ -50,21 +65,8 @@ def make_entry(record: InRecord, *, system: str, encoding: Encoding, max_bytes: 
         value, enc = wire_value(record.value, encoding)
     except ContractError as exc:
         return Entry(record, entry_id, None, size, error=str(exc))
-    wire = {
-        "id": entry_id,
-        "key": key,
-        "value": value,
-        "encoding": enc,
-        "headers": headers,
-        "source": {
-            "system": system,
-            "topic": p.topic,
-            "partition": p.partition,
-            "offset": record.offset,
-            "timestamp": record.timestamp,
-        },
-    }
-    return Entry(record, entry_id, wire, size)
+    source = Source(system, p.topic, p.partition, record.offset, record.timestamp)
+    return Entry(record, entry_id, Wire(entry_id, key, value, enc, headers, source), size)
 
 
 def _text(raw: bytes | None, what: str) -> str | None:

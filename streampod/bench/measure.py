@@ -83,6 +83,11 @@ class Samples:
     def peak_rss(self) -> int:
         return max(self.rss, default=0)
 
+    def median_rss_between(self, t0: float, t1: float) -> int | None:
+        """The median of the RSS samples taken between two wall-clock times: memory at steady state."""
+        inside = sorted(r for w, r in zip(self.wall, self.rss, strict=True) if t0 <= w <= t1)
+        return inside[len(inside) // 2] if inside else None
+
 
 def _between(wall: list[float], series: list[float], t0: float, t1: float) -> float | None:
     if len(wall) < 2 or len(series) != len(wall):

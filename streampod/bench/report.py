@@ -77,9 +77,12 @@ def targets(results: Results) -> list[dict[str, Any]]:
         r = _ratio(get("streampod", size, "cpu_s_per_million"), get("in-process", size, "cpu_s_per_million"))
         add(f"{label}: streampod CPU per message ≤ 2x in-process", r,
             None if r is None else r <= 2.0, "-" if r is None else f"{r:.2f}x")  # fmt: skip
-        rss = get("streampod", size, "peak_rss_mb")
-        add(f"{label}: the three services ≤ 300 MB RSS (peak during the drain)", rss,
-            None if rss is None else rss <= 300, "-" if rss is None else f"{rss:.0f} MB")  # fmt: skip
+        # The issue asks for steady state: the median of the samples over the measured part of the
+        # drain. The peak, the stricter reading, is shown beside it here and in the table.
+        rss, peak = get("streampod", size, "steady_rss_mb"), get("streampod", size, "peak_rss_mb")
+        add(f"{label}: the three services ≤ 300 MB RSS at steady state (median over the drain)", rss,
+            None if rss is None else rss <= 300,
+            "-" if rss is None else f"{rss:.0f} MB (peak {_num(peak)} MB)")  # fmt: skip
     return out
 
 
@@ -115,7 +118,7 @@ def markdown(results: Results) -> str:
         "## Throughput (drain mode)",
         "",
         "| variant | size | msgs/s (min-max) | x in-process | CPU s / M msgs | broker CPU s / M msgs | cores busy "
-        "| peak RSS MB | lost | duplicated |",
+        "| RSS MB steady (peak) | lost | duplicated |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for size in cfg.sizes:
@@ -132,7 +135,8 @@ def markdown(results: Results) -> str:
                 f"| {NAMES.get(v, v)} | {size_label(size)} | {_num(rate)}{spread} | "
                 f"{'-' if ratio is None else f'{ratio:.2f}'} | {_num(row['cpu_s_per_million'])} | "
                 f"{_num(row['broker_cpu_s_per_million'])} | {_num(row['cpu_cores'], 2)} | "
-                f"{_num(row['peak_rss_mb'])} | {row['lost']} | {row['duplicated']}{note} |"
+                f"{_num(row.get('steady_rss_mb'))} ({_num(row['peak_rss_mb'])}) | {row['lost']} | "
+                f"{row['duplicated']}{note} |"
             )
     if cfg.open_loop:
         lines += [

@@ -416,6 +416,9 @@ def _cpu(rec: Record, rate: float | None, t_lo: float, t_hi: float) -> None:
     if cpu is not None:
         rec["cpu_s_per_million"] = round(cpu / messages * 1e6, 1)
         rec["cpu_cores"] = round(cpu / (t_hi - t_lo), 2)
+    steady = samples.median_rss_between(t_lo, t_hi)
+    if steady is not None:
+        rec["steady_rss_mb"] = round(steady / 2**20, 1)
     by_process = samples.cpu_between_by_process(t_lo, t_hi)
     if len(by_process) > 1:
         rec["cpu_s_per_million_by_process"] = {k: round(v / messages * 1e6, 1) for k, v in by_process.items()}
@@ -438,7 +441,7 @@ def _skip(
 # --------------------------------------------------------------------------------------------------
 
 _METRICS: Final = (
-    "msgs_per_s", "cpu_s_per_million", "broker_cpu_s_per_million", "cpu_cores", "peak_rss_mb",
+    "msgs_per_s", "cpu_s_per_million", "broker_cpu_s_per_million", "cpu_cores", "peak_rss_mb", "steady_rss_mb",
     "p50_ms", "p99_ms", "p999_ms", "max_ms", "offered_msgs_per_s", "target_msgs_per_s", "producer_max_behind_ms",
 )  # fmt: skip
 

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import orjson
 
-from streampod.bench.runner import Config, Record, Results, medians, points
+from streampod.bench.runner import Config, Record, Results, medians, points, rate_label
 from streampod.bench.variants import HOP_HISTOGRAMS
 
 NAMES: Final = {
@@ -244,25 +244,12 @@ def chart(results: Results, path: Path) -> None:
     opened = medians(results.open_loop)
     names = _variants(results)
     panels = 1 + (len(cfg.sizes) if cfg.open_loop else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.8), squeeze=False)
+    # A second row for the fixed rates: the only latency points a slower variant reaches at all.
+    rows = 2 if cfg.open_loop and cfg.rates else 1
+    fig, axes = plt.subplots(rows, panels, figsize=(6 * panels, 4.8 * rows), squeeze=False)
     ax = axes[0][0]
-    width = 0.8 / max(1, len(names))
-    for i, v in enumerate(names):
-        xs, ys, lo, hi = [], [], [], []
-        for j, size in enumerate(cfg.sizes):
-            row = drain.get((v, size, None))
-            if row and row["msgs_per_s"]:
-                xs.append(j + i * width)
-                ys.append(row["msgs_per_s"])
-                lo.append(row["msgs_per_s"] - row["msgs_per_s_min"])
-                hi.append(row["msgs_per_s_max"] - row["msgs_per_s"])
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=NAMES.get(v, v))
-    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(cfg.sizes))])
-    ax.set_xticklabels([size_label(s) for s in cfg.sizes])
-    ax.set_yscale("log")
-    ax.set_ylabel("messages per second (log)")
+    _bars(ax, drain, names, cfg.sizes, "msgs_per_s", "messages per second (log)")
     ax.set_title("Drain throughput (median, min-max)")
-    ax.legend(fontsize=8)
     if cfg.open_loop:
         styles: Sequence[tuple[str, str]] = (("p50_ms", ":"), ("p99_ms", "-"), ("p999_ms", "--"))
         for k, size in enumerate(cfg.sizes):
@@ -284,9 +271,67 @@ def chart(results: Results, path: Path) -> None:
             ax.set_ylabel("latency ms (log)")
             ax.set_title(f"Latency, {size_label(size)} (saturated points left out)")
             ax.legend(fontsize=6, ncol=2)
+            if rows == 2:
+                _fixed_rate_panel(axes[1][k + 1], opened, names, size, cfg.rates, styles)
+        if rows == 2:
+            _bars(axes[1][0], drain, names, cfg.sizes, "cpu_s_per_million", "CPU s per million messages (log)")
+            axes[1][0].set_title("Drain CPU per message, all of a variant's processes")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _bars(
+    ax: Any,
+    drain: dict[tuple[str, int, str | None], Record],
+    names: Sequence[str],
+    sizes: Sequence[int],
+    metric: str,
+    label: str,
+) -> None:
+    """One bar per variant and size: the median, with the runs' min-max where the medians keep them."""
+    width = 0.8 / max(1, len(names))
+    for i, v in enumerate(names):
+        xs, ys, lo, hi = [], [], [], []
+        for j, size in enumerate(sizes):
+            row = drain.get((v, size, None))
+            if row and row.get(metric):
+                xs.append(j + i * width)
+                ys.append(row[metric])
+                lo.append(row[metric] - row.get(f"{metric}_min", row[metric]))
+                hi.append(row.get(f"{metric}_max", row[metric]) - row[metric])
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=NAMES.get(v, v))
+    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(sizes))])
+    ax.set_xticklabels([size_label(s) for s in sizes])
+    ax.set_yscale("log")
+    ax.set_ylabel(label)
+    ax.legend(fontsize=8)
+
+
+def _fixed_rate_panel(
+    ax: Any,
+    opened: dict[tuple[str, int, str | None], Record],
+    names: Sequence[str],
+    size: int,
+    rates: Sequence[float],
+    styles: Sequence[tuple[str, str]],
+) -> None:
+    for i, v in enumerate(names):
+        for metric, style in styles:
+            pts = [
+                (rate, row[metric])
+                for rate in rates
+                if (row := opened.get((v, size, rate_label(rate)))) and row[metric] is not None and not row["saturated"]
+            ]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, marker="o", color=f"C{i}",
+                        label=f"{NAMES.get(v, v)} {metric[:-3]}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load, msgs/s (fixed rates)")
+    ax.set_ylabel("latency ms (log)")
+    ax.set_title(f"Latency at fixed rates, {size_label(size)}")
+    ax.legend(fontsize=6, ncol=2)
 
 
 def write(results: Results, out: Path, *, png: bool = True) -> list[Path]:

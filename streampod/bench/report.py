@@ -253,26 +253,16 @@ def chart(results: Results, path: Path) -> None:
     if cfg.open_loop:
         styles: Sequence[tuple[str, str]] = (("p50_ms", ":"), ("p99_ms", "-"), ("p999_ms", "--"))
         for k, size in enumerate(cfg.sizes):
-            ax = axes[0][k + 1]
-            for i, v in enumerate(names):
-                for metric, style in styles:
-                    pts = [
-                        (load * 100, row[metric])
-                        for load in cfg.loads
-                        if (row := opened.get((v, size, f"{load:.0%}")))
-                        and row[metric] is not None
-                        and not row["saturated"]
-                    ]
-                    if pts:
-                        ax.plot(*zip(*pts, strict=True), style, marker="o", color=f"C{i}",
-                                label=f"{NAMES.get(v, v)} {metric[:-3]}")  # fmt: skip
-            ax.set_yscale("log")
-            ax.set_xlabel("offered load, % of the in-process maximum")
-            ax.set_ylabel("latency ms (log)")
-            ax.set_title(f"Latency, {size_label(size)} (saturated points left out)")
-            ax.legend(fontsize=6, ncol=2)
+            loads = [(load * 100, f"{load:.0%}") for load in cfg.loads]
+            _latency_panel(axes[0][k + 1], opened, names, size, loads, styles)
+            axes[0][k + 1].set_xlabel("offered load, % of the in-process maximum")
+            axes[0][k + 1].set_title(f"Latency, {size_label(size)} (saturated points left out)")
             if rows == 2:
-                _fixed_rate_panel(axes[1][k + 1], opened, names, size, cfg.rates, styles)
+                rates = [(rate, rate_label(rate)) for rate in cfg.rates]
+                _latency_panel(axes[1][k + 1], opened, names, size, rates, styles)
+                axes[1][k + 1].set_xscale("log")
+                axes[1][k + 1].set_xlabel("offered load, msgs/s (fixed rates)")
+                axes[1][k + 1].set_title(f"Latency at fixed rates, {size_label(size)}")
         if rows == 2:
             _bars(axes[1][0], drain, names, cfg.sizes, "cpu_s_per_million", "CPU s per million messages (log)")
             axes[1][0].set_title("Drain CPU per message, all of a variant's processes")
@@ -308,29 +298,27 @@ def _bars(
     ax.legend(fontsize=8)
 
 
-def _fixed_rate_panel(
+def _latency_panel(
     ax: Any,
     opened: dict[tuple[str, int, str | None], Record],
     names: Sequence[str],
     size: int,
-    rates: Sequence[float],
+    at: Sequence[tuple[float, str]],
     styles: Sequence[tuple[str, str]],
 ) -> None:
+    """p50 / p99 / p99.9 per variant at the open-loop points ``at``, (x, load label); saturated left out."""
     for i, v in enumerate(names):
         for metric, style in styles:
             pts = [
-                (rate, row[metric])
-                for rate in rates
-                if (row := opened.get((v, size, rate_label(rate)))) and row[metric] is not None and not row["saturated"]
+                (x, row[metric])
+                for x, load in at
+                if (row := opened.get((v, size, load))) and row[metric] is not None and not row["saturated"]
             ]
             if pts:
                 ax.plot(*zip(*pts, strict=True), style, marker="o", color=f"C{i}",
                         label=f"{NAMES.get(v, v)} {metric[:-3]}")  # fmt: skip
-    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("offered load, msgs/s (fixed rates)")
     ax.set_ylabel("latency ms (log)")
-    ax.set_title(f"Latency at fixed rates, {size_label(size)}")
     ax.legend(fontsize=6, ncol=2)
 
 

@@ -67,7 +67,7 @@ def targets(results: Results) -> list[dict[str, Any]]:
             None if r is None else r >= 1.0, "-" if r is None else f"{r:.2f}x")  # fmt: skip
         r = _ratio(sp, get("per-message", size, "msgs_per_s"))
         add(f"{label}: streampod ≥ 50x the per-message baseline", r,
-            None if r is None else r >= 50, "-" if r is None else f"{r:.0f}x")  # fmt: skip
+            None if r is None else r >= 50, "-" if r is None else f"{r:.1f}x")  # fmt: skip
         p99 = get("streampod", size, "p99_ms", "50%")
         row = opened.get(("streampod", size, "50%"))
         saturated = bool(row and row.get("saturated"))

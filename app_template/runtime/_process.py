@@ -26,10 +26,6 @@ from ._message import AS_INPUT, Message, Output, Reject, Retry
 
 log = logging.getLogger(__name__)
 
-#: The header every output carries, so that a comparison tool can pair outputs with their inputs.
-H_SOURCE = contract.H_SOURCE
-H_SOURCE_ID = contract.H_SOURCE_ID
-
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _PAYLOAD_IN_LOGS = 1000
 
@@ -172,9 +168,10 @@ def _trace_headers(m: contract.Message | contract.RawMessage, headers: dict[str,
     """``headers`` (by default the input's) plus the input's coordinates, which win over both."""
     src = m.source
     if src is None:
-        out = {H_SOURCE_ID: m.id}
+        out = {contract.H_SOURCE_ID: m.id}
     else:
-        out = {H_SOURCE: contract.source_header(src.topic, src.partition, src.offset, src.timestamp)}
+        # The header every output carries, so that a comparison can pair outputs with their inputs.
+        out = {contract.H_SOURCE: contract.source_header(src.topic, src.partition, src.offset, src.timestamp)}
     base = m.headers if headers is None else headers
     return {**base, **out} if base else out
 

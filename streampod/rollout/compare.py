@@ -24,9 +24,8 @@ from typing import Any
 
 import orjson
 
-from streampod.contract import H_SOURCE, H_SOURCE_ID, parse_source_header
+from streampod.contract import H_SOURCE, H_SOURCE_ID, H_SOURCE_PREFIX, parse_source_header
 
-_OLD_SOURCE = "streampod-source-"
 H_ERROR = "streampod-error"
 EXIT_GATE_FAILED = 3
 _EXAMPLES = 10
@@ -275,9 +274,9 @@ def _source(headers: Mapping[str, str]) -> tuple[str | None, int | None]:
     value = headers.get(H_SOURCE)
     if value is not None:
         return parse_source_header(value)
-    ts = headers.get(_OLD_SOURCE + "timestamp", "")
+    ts = headers.get(H_SOURCE_PREFIX + "timestamp", "")
     in_ms = int(ts) if ts.isdigit() else None
-    topic, partition, offset = (headers.get(_OLD_SOURCE + f) for f in ("topic", "partition", "offset"))
+    topic, partition, offset = (headers.get(H_SOURCE_PREFIX + f) for f in ("topic", "partition", "offset"))
     if topic and partition and offset:
         return f"{topic}/{partition}/{offset}", in_ms
     return headers.get(H_SOURCE_ID), in_ms

@@ -41,8 +41,8 @@ _ROOM_CHECK_S = 0.1
 @dataclass(frozen=True)
 class ReaderPolicy:
     encoding: Encoding = "json"
-    batch_max_messages: int = 500
-    batch_max_bytes: int = 1_048_576
+    batch_max_messages: int = 1000
+    batch_max_bytes: int = 524_288
     max_message_bytes: int = 1_048_576
     max_in_flight_batches: int = 8
     max_buffered_per_partition: int = 5000

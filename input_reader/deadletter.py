@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from streampod.backoff import Backoff
-from streampod.contract import H_SOURCE, H_SOURCE_PREFIX, source_header
+from streampod.contract import H_ERROR, H_SOURCE, H_SOURCE_PREFIX, source_header
 from streampod.metrics import ReaderMetrics
 from streampod.sink import Delivery, OutRecord
 
@@ -22,7 +22,6 @@ from .entries import Entry
 
 log = logging.getLogger(__name__)
 
-H_ERROR = "streampod-error"
 H_STAGE = "streampod-error-stage"
 H_ATTEMPTS = "streampod-attempts"
 H_FAILED_AT = "streampod-failed-at"

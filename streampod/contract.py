@@ -42,6 +42,8 @@ H_SOURCE_PREFIX = "streampod-source-"
 H_SOURCE = "streampod-source"
 #: On an output whose input came without coordinates (a batch posted by other means): the input's id.
 H_SOURCE_ID = "streampod-source-id"
+#: On a dead letter: why it could not be delivered (read by the rollout comparison as the error).
+H_ERROR = "streampod-error"
 
 _Id = Annotated[str, msgspec.Meta(min_length=1)]
 

@@ -24,9 +24,8 @@ from typing import Any
 
 import orjson
 
-from streampod.contract import H_SOURCE, H_SOURCE_ID, H_SOURCE_PREFIX, parse_source_header
+from streampod.contract import H_ERROR, H_SOURCE, H_SOURCE_ID, H_SOURCE_PREFIX, parse_source_header
 
-H_ERROR = "streampod-error"
 EXIT_GATE_FAILED = 3
 _EXAMPLES = 10
 

@@ -464,42 +464,6 @@ def test_sync_user_code_leaves_the_loop_free(harness: Callable[..., AppHarness])
     assert app._runner.run(both()) < 0.4
 
 
-def test_a_batch_is_parsed_only_when_the_users_code_may_take_it(
-    harness: Callable[..., AppHarness], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Parsed values are several times the size of their JSON: the app holds at most
-    # STREAMPOD_APP_CONCURRENCY batches parsed, however many requests the reader has in flight.
-    app = harness("import time\n\ndef process(m):\n    time.sleep(0.3)\n    return m.value\n")
-    parsed: list[bytes] = []
-    real_parse = contract.parse_batch
-
-    def counting_parse(raw: bytes) -> object:
-        parsed.append(raw)
-        return real_parse(raw)
-
-    monkeypatch.setattr(contract, "parse_batch", counting_parse)
-
-    async def two() -> tuple[int, list[tuple[int, dict[str, str], bytes]]]:
-        first = asyncio.create_task(
-            asgi_request(app.app, "POST", contract.MESSAGES_PATH, body({"id": "a", "value": 1}))
-        )
-        await asyncio.sleep(0.1)  # the first batch is in the user's code
-        second = asyncio.create_task(
-            asgi_request(app.app, "POST", contract.MESSAGES_PATH, body({"id": "b", "value": 2}))
-        )
-        await asyncio.sleep(0.1)  # the second has arrived and waits for the gate
-        parsed_while_busy = len(parsed)
-        return parsed_while_busy, list(await asyncio.gather(first, second))
-
-    parsed_while_busy, replies = app._runner.run(two())
-    assert parsed_while_busy == 1
-    assert len(parsed) == 2
-    assert [(status, orjson.loads(reply)["results"][0]["status"]) for status, _, reply in replies] == [
-        (200, "ok"),
-        (200, "ok"),
-    ]
-
-
 def test_loader_forms_and_startup_errors(
     write_app: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

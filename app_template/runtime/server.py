@@ -1,8 +1,8 @@
 """The app container's contract endpoint: ``POST /v1/messages`` in front of the user's code.
 
-For a batch: read the body within ``max_body_bytes`` (413 past it), wait for the user's code to be
-free, parse the body (400 with the reason when malformed), run the user's code, forward ALL outputs
-of the batch to the output writer in ONE batch and wait for its answer, then answer each input: ``ok`` only when every
+For a batch: read the body within ``max_body_bytes`` (413 past it), parse it (400 with the
+reason when malformed), run the user's code, forward ALL outputs of the batch to the output
+writer in ONE batch and wait for its answer, then answer each input: ``ok`` only when every
 output of it is ok. A writer that cannot be reached (or sheds load) makes the whole batch 503, so
 the reader waits and sends it again; a writer failing otherwise makes it 502.
 
@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -90,7 +91,16 @@ def create_app(
         started = time.perf_counter()
         metrics.in_flight.inc()
         try:
-            return await _handle(request, settings, user, forwarder, metrics)
+            try:
+                batch = contract.parse_batch(await _read_body(request, settings.max_body_bytes))
+            except BodyTooLarge as exc:
+                metrics.bad_requests.labels("413").inc()
+                return _error(413, str(exc))
+            except ContractError as exc:
+                metrics.bad_requests.labels("400").inc()
+                return _error(400, str(exc))
+            gate: asyncio.Semaphore = request.app.state.gate
+            return await _handle(batch, user, forwarder, metrics, gate, settings.log_payloads)
         finally:
             metrics.in_flight.dec()
             metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -123,32 +133,17 @@ def _error(status: int, reason: str) -> Response:
 
 
 async def _handle(
-    request: Request, settings: AppSettings, user: UserApp, forwarder: Forwarder, metrics: AppMetrics
+    batch: Sequence[contract.Message | contract.RawMessage],
+    user: UserApp,
+    forwarder: Forwarder,
+    metrics: AppMetrics,
+    gate: asyncio.Semaphore,
+    log_payloads: bool,
 ) -> Response:
-    try:
-        body = await _read_body(request, settings.max_body_bytes)
-    except BodyTooLarge as exc:
-        metrics.bad_requests.labels("413").inc()
-        return _error(413, str(exc))
-    except ContractError as exc:
-        metrics.bad_requests.labels("400").inc()
-        return _error(400, str(exc))
-    gate: asyncio.Semaphore = request.app.state.gate
     t0 = time.perf_counter()
-    # Memory: a batch is parsed only once the user's code may take it, and its inputs are let go
-    # before its outputs travel to the writer, so the app holds at most ``app_concurrency`` batches
-    # parsed (a parsed 1 KB value is ≈ 5 KB of Python objects), however many requests have arrived.
     async with gate:
-        try:
-            batch = contract.parse_batch(body)
-        except ContractError as exc:
-            metrics.bad_requests.labels("400").inc()
-            return _error(400, str(exc))
-        del body
-        outcomes = await run_user_code(user, batch, log_payloads=settings.log_payloads)
+        outcomes = await run_user_code(user, batch, log_payloads=log_payloads)
     t1 = time.perf_counter()
-    ids = [m.id for m in batch]
-    del batch
     metrics.process_seconds.observe(t1 - t0)
     records = [r for o in outcomes for r in o.outputs]
     answers: dict[str, contract.Result] = {}
@@ -163,7 +158,7 @@ async def _handle(
             return _error(502, f"output writer failed: {exc.reason}")
         metrics.forward_seconds.observe(time.perf_counter() - t1)
         metrics.outputs.inc(len(records))
-    results = [_result(i, o, answers) for i, o in zip(ids, outcomes, strict=True)]
+    results = [_result(m.id, o, answers) for m, o in zip(batch, outcomes, strict=True)]
     for status, n in Counter(r["status"] for r in results).items():
         metrics.messages.labels(status).inc(n)
     return Response(orjson.dumps({"results": results}), media_type="application/json")

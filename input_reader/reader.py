@@ -22,10 +22,12 @@ import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from streampod.backoff import Backoff
 from streampod.contract import Encoding
 from streampod.metrics import ReaderMetrics
+from streampod.settings import InputReaderSettings
 from streampod.source import HasLag, InRecord, PartitionId, Source
 
 from .deadletter import DeadLetters
@@ -38,21 +40,35 @@ log = logging.getLogger(__name__)
 _ROOM_CHECK_S = 0.1
 
 
+def poll_size(batch_max_messages: int) -> int:
+    """Records asked of the source per poll: at least a whole batch, so a full lane needs one poll."""
+    return max(batch_max_messages, 100)
+
+
+def _setting(name: str) -> Any:
+    return InputReaderSettings.model_fields[name].default
+
+
+_DEFAULT_ENCODING: Encoding = _setting("encoding")
+
+
 @dataclass(frozen=True)
 class ReaderPolicy:
-    encoding: Encoding = "json"
-    batch_max_messages: int = 1000
-    batch_max_bytes: int = 524_288
-    max_message_bytes: int = 1_048_576
-    max_in_flight_batches: int = 8
-    max_buffered_per_partition: int = 5000
-    max_buffered_messages: int = 10000
+    """The engine's knobs; the defaults are the settings' own (``service.policy`` maps them)."""
+
+    encoding: Encoding = _DEFAULT_ENCODING
+    batch_max_messages: int = _setting("batch_max_messages")
+    batch_max_bytes: int = _setting("batch_max_bytes")
+    max_message_bytes: int = _setting("max_message_bytes")
+    max_in_flight_batches: int = _setting("max_in_flight_batches")
+    max_buffered_per_partition: int = _setting("max_buffered_per_partition")
+    max_buffered_messages: int = _setting("max_buffered_messages")
     stall_pause_s: float = 5.0
-    message_max_retries: int = 5
-    commit_interval_s: float = 1.0
-    drain_timeout_s: float = 20.0
-    poll_max_records: int = 1000
-    poll_timeout_s: float = 0.02
+    message_max_retries: int = _setting("message_max_retries")
+    commit_interval_s: float = _setting("commit_interval_ms") / 1000
+    drain_timeout_s: float = _setting("drain_timeout_s")
+    poll_max_records: int = poll_size(_setting("batch_max_messages"))
+    poll_timeout_s: float = _setting("batch_wait_ms") / 1000
 
 
 class Lane:

@@ -19,7 +19,7 @@ from streampod.source import Source
 
 from .deadletter import DeadLetters
 from .file_source import FileSource
-from .reader import Reader, ReaderPolicy
+from .reader import Reader, ReaderPolicy, poll_size
 from .senders import BatchSender, Delivery, Sender, SingleSender
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def policy(s: InputReaderSettings) -> ReaderPolicy:
         message_max_retries=s.message_max_retries,
         commit_interval_s=s.commit_interval_ms / 1000,
         drain_timeout_s=s.drain_timeout_s,
-        poll_max_records=max(s.batch_max_messages, 100),
+        poll_max_records=poll_size(s.batch_max_messages),
         poll_timeout_s=s.batch_wait_ms / 1000,
     )
 

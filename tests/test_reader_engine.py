@@ -307,3 +307,11 @@ async def test_order_holds_per_partition_with_partitions_in_parallel(partitions:
     await run_reader(source, ScriptedApp(answer), batch_max_messages=4)
     assert all(v == list(range(30)) for v in seen.values())
     assert source.final == {PartitionId("in", p): 30 for p in range(partitions)}
+
+
+def test_policy_defaults_are_the_settings_defaults() -> None:
+    from streampod.input_reader.service import policy
+    from streampod.settings import InputReaderSettings, load
+
+    s = load(InputReaderSettings, kafka_bootstrap_servers="127.0.0.1:1", input_topics="t", consumer_group="g")
+    assert policy(s) == ReaderPolicy()

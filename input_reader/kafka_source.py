@@ -34,8 +34,14 @@ def consumer_config(
 ) -> dict[str, Any]:
     static = {"group.instance.id": instance_id} if instance_id else {}
     return {
-        **static,
+        # Tuning defaults, below the user's extra config in ``connection``.
+        "statistics.interval.ms": 5000,
+        # Bounds librdkafka's own prefetch, so a paused partition holds little memory.
+        "queued.max.messages.kbytes": 16384,
+        "fetch.wait.max.ms": 100,
         **connection,
+        # What the delivery rules rest on; settings refuse these in extra config.
+        **static,
         "group.id": group,
         # Offsets are committed by the reader, only for what the app has answered for.
         "enable.auto.commit": False,
@@ -43,10 +49,6 @@ def consumer_config(
         "auto.offset.reset": auto_offset_reset,
         # Cooperative rebalancing moves only the partitions that change owner.
         "partition.assignment.strategy": "cooperative-sticky",
-        "statistics.interval.ms": 5000,
-        # Bounds librdkafka's own prefetch, so a paused partition holds little memory.
-        "queued.max.messages.kbytes": 16384,
-        "fetch.wait.max.ms": 100,
         "enable.partition.eof": False,
     }
 

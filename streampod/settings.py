@@ -58,6 +58,24 @@ class _Base(BaseSettings):
     """Port of /healthz, /readyz and /metrics."""
 
 
+_AT_LEAST_ONCE = "the at-least-once rules rest on it"
+#: librdkafka properties streampod sets itself, and why: extra config may not change them. Any other
+#: property, streampod's own tuning defaults included, is the user's to set.
+_OWNED_KAFKA_PROPERTIES = {
+    "group.id": f"set by {PREFIX}CONSUMER_GROUP",
+    "group.instance.id": f"set by {PREFIX}GROUP_INSTANCE_ID",
+    "auto.offset.reset": f"set by {PREFIX}AUTO_OFFSET_RESET",
+    "linger.ms": f"set by {PREFIX}LINGER_MS",
+    "message.timeout.ms": f"set by {PREFIX}DELIVERY_TIMEOUT_MS",
+    "enable.auto.commit": _AT_LEAST_ONCE,
+    "enable.auto.offset.store": _AT_LEAST_ONCE,
+    "enable.idempotence": _AT_LEAST_ONCE,
+    "acks": _AT_LEAST_ONCE,
+    "partition.assignment.strategy": "the reader's rebalance handling assumes cooperative-sticky",
+    "enable.partition.eof": "the reader's poll loop assumes it off",
+}
+
+
 class KafkaConnection(BaseSettings):
     """How to reach the Kafka cluster; shared by the input reader and the output writer."""
 
@@ -78,11 +96,19 @@ class KafkaConnection(BaseSettings):
     kafka_ssl_ca_location: Path | None = None
     """CA bundle file to verify the brokers' certificates."""
     kafka_extra_config: dict[str, str] = Field(default_factory=dict)
-    """Extra librdkafka properties as JSON, e.g. {"fetch.max.bytes": "52428800"}."""
+    """Extra librdkafka properties as JSON, e.g. {"fetch.max.bytes": "52428800"}; acks and the like are refused."""
     kafka_eventhub_connection_string: SecretStr | None = None
     """Event Hubs via its Kafka endpoint: <namespace>:9093 and SASL_SSL/PLAIN are derived (secret: prefer _FILE)."""
     kafka_eventhub_connection_string_file: Path | None = None
     """A file holding that connection string (a mounted Secret); wins over KAFKA_EVENTHUB_CONNECTION_STRING."""
+
+    @field_validator("kafka_extra_config")
+    @classmethod
+    def _extra_not_owned(cls, v: dict[str, str]) -> dict[str, str]:
+        owned = [f"{k} ({_OWNED_KAFKA_PROPERTIES[k]})" for k in sorted(v) if k in _OWNED_KAFKA_PROPERTIES]
+        if owned:
+            raise ValueError(f"streampod sets {', '.join(owned)}; leave them out")
+        return v
 
     def kafka_missing(self) -> list[str]:
         """Fields a Kafka connection lacks (an Event Hubs connection string stands in for the brokers)."""

@@ -229,7 +229,7 @@ def test_kafka_endpoint_of_event_hubs(tmp_path: Path) -> None:
         output_topic="scored",
         kafka_eventhub_connection_string=CONN,
         kafka_ssl_ca_location=ca,
-        kafka_extra_config={"linger.ms": "20"},
+        kafka_extra_config={"batch.size": "100000"},
     )
     conf = w.librdkafka_config()
     assert conf == {
@@ -241,7 +241,7 @@ def test_kafka_endpoint_of_event_hubs(tmp_path: Path) -> None:
         "socket.keepalive.enable": "true",
         "metadata.max.age.ms": "180000",
         "ssl.ca.location": str(ca),
-        "linger.ms": "20",
+        "batch.size": "100000",
     }
     assert w.kafka_producer_config()["compression.type"] == "none"
     assert KEY not in repr(w)

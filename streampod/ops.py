@@ -156,8 +156,7 @@ def heap_trimmed(interval_s: float = _TRIM_INTERVAL_S) -> Generator[None, None, 
     gives memory back only from the top of a heap, so each arena's RSS stayed near its high-water
     mark. ``malloc_trim`` releases the whole free pages anywhere in every arena: in 1 KB drains of a
     million messages the stage's steady RSS fell from a median of 296 to 276 MB at no CPU that showed
-    (docs/benchmark.md). It runs off
-    the event loop so that the loop never waits on it.
+    (docs/benchmark.md). It runs off the event loop so that the loop never waits on it.
     """
     trim = _malloc_trim()
     if trim is None:

@@ -96,7 +96,8 @@ class KafkaConnection(BaseSettings):
     kafka_ssl_ca_location: Path | None = None
     """CA bundle file to verify the brokers' certificates."""
     kafka_extra_config: dict[str, str] = Field(default_factory=dict)
-    """Extra librdkafka properties as JSON, e.g. {"fetch.max.bytes": "52428800"}; acks and the like are refused."""
+    """Extra librdkafka properties as JSON, e.g. {"fetch.max.bytes": "52428800"}; one streampod sets itself (`acks`,
+    `group.id`, `enable.auto.commit`, ...) stops the container at start, naming the setting that owns it."""
     kafka_eventhub_connection_string: SecretStr | None = None
     """Event Hubs via its Kafka endpoint: <namespace>:9093 and SASL_SSL/PLAIN are derived (secret: prefer _FILE)."""
     kafka_eventhub_connection_string_file: Path | None = None
@@ -621,7 +622,10 @@ def describe(model: type[BaseSettings]) -> list[tuple[str, str, str, str]]:
     rows = []
     for name, field in model.model_fields.items():
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        rows.append((env_name(name), _type_name(field.annotation), default, field.description or ""))
+        # A docstring wrapped over lines is one table cell.
+        rows.append(
+            (env_name(name), _type_name(field.annotation), default, " ".join((field.description or "").split()))
+        )
     return rows
 
 

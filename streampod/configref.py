@@ -23,7 +23,9 @@ def markdown() -> str:
         out += [f"### {title}", "", "| variable | type | default | meaning |", "| --- | --- | --- | --- |"]
         for name, typ, default, doc in describe(model):
             cell = typ.replace("|", "\\|")
-            out.append(f"| `{name}` | {cell} | `{default}` | {doc.replace('|', '/')} |")
+            # One table cell: a docstring wrapped over lines is joined, a pipe would end the cell.
+            text = " ".join(doc.split()).replace("|", "/")
+            out.append(f"| `{name}` | {cell} | `{default}` | {text} |")
         out.append("")
     return "\n".join(out)
 

@@ -622,10 +622,7 @@ def describe(model: type[BaseSettings]) -> list[tuple[str, str, str, str]]:
     rows = []
     for name, field in model.model_fields.items():
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        # A docstring wrapped over lines is one table cell.
-        rows.append(
-            (env_name(name), _type_name(field.annotation), default, " ".join((field.description or "").split()))
-        )
+        rows.append((env_name(name), _type_name(field.annotation), default, field.description or ""))
     return rows
 
 

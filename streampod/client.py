@@ -1,15 +1,18 @@
-"""The sending side of contract v1: one pooled aiohttp session per peer, errors as DeliveryError.
+"""The sending side of contract v1: one pooled HTTP/1.1 client per peer, errors as DeliveryError.
 
-aiohttp rather than httpx: at thousands of requests a second the client's own overhead shows, and
-aiohttp's is markedly lower (see docs/benchmark.md). Connections are kept alive and reused.
+The client is ``streampod._http1`` (keep-alive connections, httptools parsing): the request path
+between the containers is the one place where an HTTP client's own overhead is paid for every
+batch, and aiohttp's (itself markedly lower than httpx's) was a large part of the stage's CPU at
+moderate rates (docs/benchmark.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
 
-import aiohttp
-
+from streampod._http1 import BadReply, Http1Client, Unreachable
 from streampod.contract import MESSAGES_PATH, Result, parse_results
 from streampod.errors import (
     BatchTooLarge,
@@ -21,33 +24,34 @@ from streampod.errors import (
 )
 
 _BODY_IN_ERRORS = 300
+_JSON = {"Content-Type": "application/json"}
 
 
 class ContractClient:
     def __init__(self, base_url: str, *, timeout_s: float, max_connections: int = 32) -> None:
         self.base_url = base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._batch_path = urlsplit(self.base_url).path + MESSAGES_PATH
+        self._timeout_s = timeout_s
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._http: Http1Client | None = None
 
     async def __aenter__(self) -> ContractClient:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, raise_for_status=False)
+        self._http = Http1Client(self.base_url, max_connections=self._max_connections)
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            await self._http.close()
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def http(self) -> Http1Client:
+        if self._http is None:
             raise RuntimeError("ContractClient used outside 'async with'")
-        return self._session
+        return self._http
 
     async def send_batch(self, body: bytes, ids: Sequence[str]) -> dict[str, Result]:
         """POST a contract v1 batch; the result for every id, or a DeliveryError for the whole batch."""
-        status, reply = await self._post(self.base_url + MESSAGES_PATH, body, {"Content-Type": "application/json"})
+        status, reply = await self._post(self._batch_path, body, _JSON)
         if status != 200:
             raise batch_error(status, reply)
         try:
@@ -57,20 +61,29 @@ class ContractClient:
 
     async def send_single(self, url: str, payload: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         """POST one raw payload (single-message mode); the status and body, or PeerUnavailable."""
-        status, reply = await self._post(url, payload, headers)
+        status, reply = await self._post(self._path_of(url), payload, headers)
         if status in (429, 503):
             raise PeerUnavailable(f"peer answered {status}", status=status)
         return status, reply
 
-    async def _post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+    def _path_of(self, url: str) -> str:
+        parts, base = urlsplit(url), urlsplit(self.base_url)
+        if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
+            raise ValueError(f"{url!r} is not on this client's peer {self.base_url!r}")
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    async def _post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        url = self.base_url + path
         try:
-            async with self.session.post(url, data=body, headers=headers) as resp:
-                return resp.status, await resp.read()
-        except (aiohttp.ClientConnectionError, ConnectionError) as exc:
+            async with asyncio.timeout(self._timeout_s):
+                return await self.http.post(path, body, headers)
+        except Unreachable as exc:
             # Refused or reset: the peer is down or restarting; the sender waits for it.
-            raise PeerUnavailable(f"cannot reach {url}: {type(exc).__name__}") from None
+            raise PeerUnavailable(f"cannot reach {url}: {exc}") from None
+        except BadReply as exc:
+            raise PeerFailed(f"bad reply from {url}: {exc}") from None
         except TimeoutError:
-            raise PeerFailed(f"no answer from {url} within {self._timeout.total} s") from None
+            raise PeerFailed(f"no answer from {url} within {self._timeout_s} s") from None
 
 
 def batch_error(status: int, reply: bytes) -> DeliveryError:

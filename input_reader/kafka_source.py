@@ -25,12 +25,23 @@ from streampod.source import InRecord, PartitionId, PartitionListener, Source
 
 log = logging.getLogger(__name__)
 
+#: After the first record of a fetch, how long the poll waits for the rest of it: librdkafka queues a
+#: fetch's partitions one after another, and taken at once, a fetch over four partitions went out as
+#: one request and a part (66 requests a second at 1,000 msgs/s instead of 47, docs/benchmark.md).
+_REST_OF_FETCH_S = 0.002
+
 #: How long a rebalance callback may wait for the event loop to settle the revoked partitions.
 _REVOKE_GRACE_S = 5.0
 
 
 def consumer_config(
-    connection: Mapping[str, str], group: str, auto_offset_reset: str, instance_id: str | None = None
+    connection: Mapping[str, str],
+    group: str,
+    auto_offset_reset: str,
+    instance_id: str | None = None,
+    *,
+    batch_wait_ms: int = 20,
+    batch_max_bytes: int = 524_288,
 ) -> dict[str, Any]:
     static = {"group.instance.id": instance_id} if instance_id else {}
     return {
@@ -38,7 +49,12 @@ def consumer_config(
         "statistics.interval.ms": 5000,
         # Bounds librdkafka's own prefetch, so a paused partition holds little memory.
         "queued.max.messages.kbytes": 16384,
-        "fetch.wait.max.ms": 100,
+        # The broker holds a fetch until a batch's worth of bytes is there or the batch wait is over,
+        # instead of answering as soon as any record is: below a backlog that was a fetch for every
+        # produce request upstream, and at 1,000 msgs/s the reader's and the broker's CPU fell by a
+        # third with it (docs/benchmark.md). The poll hands on what a fetch brings at once.
+        "fetch.wait.max.ms": batch_wait_ms,
+        "fetch.min.bytes": batch_max_bytes,
         **connection,
         # What the delivery rules rest on; settings refuse these in extra config.
         **static,
@@ -200,7 +216,13 @@ class KafkaSource(Source):
             commits, self._to_commit = self._to_commit, {}
         if commits:
             self._commit_now(consumer, {p: o for p, o in commits.items() if p in self._assigned})
-        msgs = consumer.consume(max_records, timeout_s)
+        msgs = consumer.consume(max_records, 0)
+        if not msgs:
+            # Nothing queued: wait for the next fetch (which the broker held to fill it) and take what
+            # it brought, rather than waiting out ``timeout_s`` a second time on top of the broker's wait.
+            msgs = consumer.consume(1, timeout_s)
+            if msgs and max_records > 1:
+                msgs += consumer.consume(max_records - 1, _REST_OF_FETCH_S)
         records = []
         for m in msgs:
             err = m.error()

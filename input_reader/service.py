@@ -48,7 +48,14 @@ def build_source(s: InputReaderSettings, metrics: ReaderMetrics) -> Source:
     from .kafka_source import KafkaSource, consumer_config
 
     assert s.consumer_group is not None
-    conf = consumer_config(s.librdkafka_config(), s.consumer_group, s.auto_offset_reset, s.group_instance_id)
+    conf = consumer_config(
+        s.librdkafka_config(),
+        s.consumer_group,
+        s.auto_offset_reset,
+        s.group_instance_id,
+        batch_wait_ms=s.batch_wait_ms,
+        batch_max_bytes=s.batch_max_bytes,
+    )
     return KafkaSource(conf, s.input_topics, metrics, revoke_timeout_s=s.drain_timeout_s)
 
 

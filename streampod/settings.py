@@ -302,9 +302,10 @@ class InputReaderSettings(_Base, KafkaConnection, EventHubConnection, RetrySetti
     batch_max_messages: int = Field(default=1000, ge=1)
     """Most messages in one request to the app."""
     batch_max_bytes: int = Field(default=524_288, ge=1024)
-    """Most payload bytes in one request to the app."""
+    """Most payload bytes in one request to the app; on Kafka, what the broker holds a fetch for (fetch.min.bytes)."""
     batch_wait_ms: int = Field(default=20, ge=1, le=60_000)
-    """How long a read waits for a full batch before what came is sent: lower cuts latency at low rates, costs CPU."""
+    """How long a read waits for a full batch before what came is sent (on Kafka, as fetch.wait.max.ms, at the broker):
+    lower cuts latency at low rates, costs CPU."""
     max_message_bytes: int = Field(default=1_048_576, ge=1)
     """A message larger than this is dead-lettered before it is sent."""
     max_in_flight_batches: int = Field(default=8, ge=1)

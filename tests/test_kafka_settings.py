@@ -21,6 +21,23 @@ def test_extra_config_overrides_the_consumers_tuning_defaults() -> None:
     assert conf["enable.auto.offset.store"] is False
 
 
+def test_the_broker_holds_a_fetch_for_a_batch_worth_or_the_batch_wait() -> None:
+    s = load(InputReaderSettings, **READER, batch_wait_ms=35, batch_max_bytes=65536)
+    conf = consumer_config(
+        s.librdkafka_config(), "g", "earliest", batch_wait_ms=s.batch_wait_ms, batch_max_bytes=s.batch_max_bytes
+    )
+    assert (conf["fetch.wait.max.ms"], conf["fetch.min.bytes"]) == (35, 65536)
+
+
+def test_the_reader_builds_its_consumer_from_its_batch_settings() -> None:
+    from streampod.input_reader.service import build_source
+    from streampod.metrics import ReaderMetrics
+
+    s = load(InputReaderSettings, **READER, batch_wait_ms=35, batch_max_bytes=65536)
+    source = build_source(s, ReaderMetrics())
+    assert (source._config["fetch.wait.max.ms"], source._config["fetch.min.bytes"]) == (35, 65536)  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("model", "base", "owned", "why"),
     [

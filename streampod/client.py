@@ -73,17 +73,16 @@ class ContractClient:
         return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     async def _post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        url = self.base_url + path
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await self.http.post(path, body, headers)
         except Unreachable as exc:
             # Refused or reset: the peer is down or restarting; the sender waits for it.
-            raise PeerUnavailable(f"cannot reach {url}: {exc}") from None
+            raise PeerUnavailable(f"cannot reach {self.base_url}{path}: {exc}") from None
         except BadReply as exc:
-            raise PeerFailed(f"bad reply from {url}: {exc}") from None
+            raise PeerFailed(f"bad reply from {self.base_url}{path}: {exc}") from None
         except TimeoutError:
-            raise PeerFailed(f"no answer from {url} within {self._timeout_s} s") from None
+            raise PeerFailed(f"no answer from {self.base_url}{path} within {self._timeout_s} s") from None
 
 
 def batch_error(status: int, reply: bytes) -> DeliveryError:

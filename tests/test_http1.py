@@ -78,7 +78,7 @@ async def raw_server(answer: Callable[[int, bytes], bytes | None]) -> tuple[asyn
                 writer.write(out)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            return  # the client closed or reset the connection: this peer is done with it
         finally:
             writer.close()
 

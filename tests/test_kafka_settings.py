@@ -29,6 +29,14 @@ def test_the_broker_holds_a_fetch_for_a_batch_worth_or_the_batch_wait() -> None:
     assert (conf["fetch.wait.max.ms"], conf["fetch.min.bytes"]) == (35, 65536)
 
 
+def test_a_full_prefetch_is_looked_at_again_within_a_batch_wait() -> None:
+    # librdkafka's default postpones the next fetch by a second once a partition's prefetch is full.
+    s = load(InputReaderSettings, **READER, batch_wait_ms=35)
+    conf = consumer_config(s.librdkafka_config(), "g", "earliest", batch_wait_ms=s.batch_wait_ms)
+    assert conf["fetch.queue.backoff.ms"] == 35
+    assert conf["queued.min.messages"] == 10_000
+
+
 def test_the_reader_builds_its_consumer_from_its_batch_settings() -> None:
     from streampod.input_reader.service import build_source
     from streampod.metrics import ReaderMetrics

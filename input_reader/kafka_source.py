@@ -56,8 +56,9 @@ def consumer_config(
         "queued.max.messages.kbytes": 16384,
         "queued.min.messages": _PREFETCH_RECORDS,
         # Once the prefetch is full, librdkafka looks at a partition again after this long (1 s by
-        # default): drains of 100 B ran at 25-28 k msgs/s with the default, 35-41 k with this
-        # (docs/benchmark.md). Below a backlog the prefetch never fills, so latency is unaffected.
+        # default). The bounds count the whole queue, so a partition resumed after a pause waited out
+        # the second behind the other partitions' records: drains of 100 B ran at 25-28 k msgs/s with
+        # the default, 35-41 k with this (docs/benchmark.md). Below a backlog the queue never fills.
         "fetch.queue.backoff.ms": batch_wait_ms,
         # The broker holds a fetch until a batch's worth of bytes is there or the batch wait is over,
         # instead of answering as soon as any record is: below a backlog that was a fetch for every

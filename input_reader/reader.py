@@ -8,8 +8,8 @@ holding too many records pauses its partition; the consumer keeps polling, so it
 The reader as a whole holds at most STREAMPOD_MAX_BUFFERED_MESSAGES: at that mark it stops taking
 records from the source until a batch is answered, and the source's own prefetch (bounded) fills
 up instead. That is the common case, a backlog on every partition, and it costs nothing, whereas a
-pause makes librdkafka drop its prefetched records, and after the resume its fetcher picks the
-partition up only at its next wake-up, up to a second later (docs/design.md). Only when the
+pause makes librdkafka drop its prefetched records, fetched again after the resume, up to
+``fetch.queue.backoff.ms`` later (the batch wait; docs/design.md). Only when the
 mark has held for ``stall_pause_s`` (the app stuck, not slow) are the lanes that hold records
 paused, so that polling, and with it the consumer's membership of its group, can go on.
 """

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 #: one request and a part (66 requests a second at 1,000 msgs/s instead of 47, docs/benchmark.md).
 _REST_OF_FETCH_S = 0.002
 
-#: librdkafka's prefetch per partition, in records (``queued.min.messages``): two seconds of a drain.
+#: Records librdkafka prefetches before it stops fetching (``queued.min.messages``). It counts the whole
+#: consumer queue, not one partition's, and a fetch already in flight lands on top (1 MB a partition).
 _PREFETCH_RECORDS = 10_000
 
 #: How long a rebalance callback may wait for the event loop to settle the revoked partitions.
@@ -50,9 +51,9 @@ def consumer_config(
     return {
         # Tuning defaults, below the user's extra config in ``connection``.
         "statistics.interval.ms": 5000,
-        # Bound librdkafka's own prefetch, so a paused partition holds little memory: 16 MB, and at
-        # most _PREFETCH_RECORDS records a partition (librdkafka's 100,000 held ≈ 35 MB more in the
-        # reader at 100 B, for nothing: the reader itself holds up to STREAMPOD_MAX_BUFFERED_MESSAGES).
+        # Bound librdkafka's own prefetch, so a paused partition holds little memory: 16 MB, and
+        # _PREFETCH_RECORDS records (librdkafka's 100,000 held ≈ 35 MB more in the reader at 100 B,
+        # for nothing: the reader itself holds up to STREAMPOD_MAX_BUFFERED_MESSAGES).
         "queued.max.messages.kbytes": 16384,
         "queued.min.messages": _PREFETCH_RECORDS,
         # Once the prefetch is full, librdkafka looks at a partition again after this long (1 s by

@@ -30,7 +30,7 @@ def test_the_broker_holds_a_fetch_for_a_batch_worth_or_the_batch_wait() -> None:
 
 
 def test_a_full_prefetch_is_looked_at_again_within_a_batch_wait() -> None:
-    # librdkafka's default postpones the next fetch by a second once a partition's prefetch is full.
+    # librdkafka's default postpones a partition's next fetch by a second once the prefetch is full.
     s = load(InputReaderSettings, **READER, batch_wait_ms=35)
     conf = consumer_config(s.librdkafka_config(), "g", "earliest", batch_wait_ms=s.batch_wait_ms)
     assert conf["fetch.queue.backoff.ms"] == 35

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
 
-from streampod.bench import cli, measure, profiling, report, transform, variants, workload
+from streampod.bench import cli, hostprobe, measure, profiling, report, transform, variants, workload
 from streampod.bench.runner import FIXED, Config, Results, medians, points
 
 
@@ -105,7 +106,8 @@ def _results() -> Results:
                 r.drain.append({"run": run, "variant": name, "size": size, "load": None, "msgs_per_s": rate,
                                 "cpu_s_per_million": 10.0, "broker_cpu_s_per_million": 5.0, "cpu_cores": 1.0,
                                 "peak_rss_mb": 320.0, "steady_rss_mb": 290.0 + size / 100 * run, "lost": 0,
-                                "duplicated": 0})  # fmt: skip
+                                "duplicated": 0,
+                                "host_probe_us": 6.0 if name == "in-process" else 5.0 + run})  # fmt: skip
             r.open_loop.append({"run": run, "variant": "streampod", "size": size, "load": "50%", "p50_ms": 5.0,
                                 "p99_ms": 90.0 + run, "p999_ms": 120.0, "max_ms": 130.0, "msgs_per_s": 500.0,
                                 "offered_msgs_per_s": 500.0, "target_msgs_per_s": 500.0, "lost": 0, "duplicated": 0,
@@ -146,6 +148,20 @@ def test_report_files(tmp_path: Path) -> None:
     data = orjson.loads((tmp_path / "results.json").read_bytes())
     assert {t["met"] for t in data["targets"]} == {True, False, None}
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+    # The host's speed around the points: per row (median of its runs) and over the whole run.
+    assert "| 0 | 0 | 6.5 |" in md  # streampod: probes of 6.0 and 7.0 µs in its two runs
+    assert "median 6.0, range 6.0-7.0 over 12 points" in md
+
+
+def test_host_probe_times_the_transform_on_every_allowed_cpu() -> None:
+    figures = hostprobe.probe(seconds_per_cpu=0.01)
+    cpus = sorted(os.sched_getaffinity(0))
+    assert list(figures) == [f"cpu{c}" for c in cpus]
+    # One transform of a 1 KB value takes microseconds on any host this runs on, not nanoseconds or seconds.
+    assert all(0.1 < us < 10_000 for us in figures.values())
+    assert os.sched_getaffinity(0) == set(cpus)  # the bench's thread is unpinned again
+    assert hostprobe.summary([{"cpu0": 5.0, "cpu1": 9.0}, {"cpu0": 6.0, "cpu1": 7.0}]) == 6.5
+    assert hostprobe.summary([]) is None
 
 
 def test_open_loop_points_at_fractions_and_at_fixed_rates() -> None:

@@ -104,6 +104,7 @@ def markdown(results: Results) -> str:
         f"Quix Streams {m.get('quixstreams') or 'not installed'}",
         f"- broker: {m['kafka_broker']}; load average at start {m['load_average_at_start']}, "
         f"at end {m.get('load_average_at_end')}",
+        _host_line(results),
         f"- workload: {cfg.messages:,} messages preloaded per size (the per-message baseline "
         f"{min(cfg.baseline_messages, cfg.messages):,}), 4 partitions, 10,000 keys; open loop "
         f"{cfg.open_seconds:.0f} s per point, the first {cfg.warmup_seconds:.0f} s not counted",
@@ -118,8 +119,8 @@ def markdown(results: Results) -> str:
         "## Throughput (drain mode)",
         "",
         "| variant | size | msgs/s (min-max) | x in-process | CPU s / M msgs | broker CPU s / M msgs | cores busy "
-        "| RSS MB steady (peak) | lost | duplicated |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| RSS MB steady (peak) | lost | duplicated | host probe µs |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for size in cfg.sizes:
         limit = (drain.get(("in-process", size, None)) or {}).get("msgs_per_s")
@@ -136,7 +137,7 @@ def markdown(results: Results) -> str:
                 f"{'-' if ratio is None else f'{ratio:.2f}'} | {_num(row['cpu_s_per_million'])} | "
                 f"{_num(row['broker_cpu_s_per_million'])} | {_num(row['cpu_cores'], 2)} | "
                 f"{_num(row.get('steady_rss_mb'))} ({_num(row['peak_rss_mb'])}) | {row['lost']} | "
-                f"{row['duplicated']}{note} |"
+                f"{row['duplicated']}{note} | {_num(row.get('host_probe_us'), 1)} |"
             )
     if cfg.open_loop:
         lines += [
@@ -183,6 +184,18 @@ def markdown(results: Results) -> str:
                     lines += [f"- {pct:.1f} % `{func}`" for func, pct in summary["self_pct"][:10]]
                 lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _host_line(results: Results) -> str:
+    """The host's speed over the run, from the probe around every point (streampod.bench.hostprobe)."""
+    probes = [r["host_probe_us"] for r in (*results.drain, *results.open_loop) if r.get("host_probe_us")]
+    if not probes:
+        return "- host speed probe: not taken"
+    lo, mid, hi = min(probes), statistics.median(probes), max(probes)
+    return (
+        f"- host speed probe (µs per transform of one 1 KB value, each CPU in turn, around every point; lower is "
+        f"faster): median {mid:.1f}, range {lo:.1f}-{hi:.1f} over {len(probes)} points"
+    )
 
 
 def _cpu_by_process(results: Results) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, Final
 import confluent_kafka
 import psutil
 
-from streampod.bench import measure, profiling, variants, workload
+from streampod.bench import hostprobe, measure, profiling, variants, workload
 from streampod.localkafka import KAFKA_VERSION, create_topic, delete_topic
 
 PARTITIONS: Final = 4
@@ -284,6 +284,8 @@ class Bench:
         if self.cfg.profile and isinstance(variant, variants.Streampod):
             profiler = profiling.Profiler(self.cfg.profile, job.workdir)
             variant.argv_wrapper = profiler.wrap_argv
+        # Before start and after stop, so the probe never competes with the variant for a CPU.
+        rec["host_probe"] = [hostprobe.probe()]
         started = time.monotonic()
         variant.start(job)
         rec["start_s"] = round(time.monotonic() - started, 2)
@@ -305,6 +307,8 @@ class Bench:
                 rec["hops"] = variant.hop_means()
             codes = variant.stop()
             rec["exit_codes"] = codes
+            rec["host_probe"].append(hostprobe.probe())
+            rec["host_probe_us"] = hostprobe.summary(rec["host_probe"])
             rec["peak_rss_mb"] = round(samples.peak_rss() / 2**20, 1)
             rec["peak_rss_mb_by_process"] = {k: round(v / 2**20, 1) for k, v in samples.peak_rss_by_process.items()}
             if profiler is not None:
@@ -443,6 +447,7 @@ def _skip(
 _METRICS: Final = (
     "msgs_per_s", "cpu_s_per_million", "broker_cpu_s_per_million", "cpu_cores", "peak_rss_mb", "steady_rss_mb",
     "p50_ms", "p99_ms", "p999_ms", "max_ms", "offered_msgs_per_s", "target_msgs_per_s", "producer_max_behind_ms",
+    "host_probe_us",
 )  # fmt: skip
 
 

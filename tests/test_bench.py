@@ -134,6 +134,10 @@ def test_medians_and_targets() -> None:
     assert met["100 B: the three services ≤ 300 MB RSS at steady state (median over the drain)"] is True
     assert met["1 KB: the three services ≤ 300 MB RSS at steady state (median over the drain)"] is False
     shown = {t["target"]: t["shown"] for t in report.targets(r)}
+    # Judged on the ratio of the medians (1200 / 1000); each run's own ratio shown beside it.
+    assert shown["100 B: streampod ≥ 0.4x in-process throughput (aim 0.8x)"] == "1.20x (runs 0.80-1.60)"
+    assert shown["100 B: streampod CPU per message ≤ 2x in-process"] == "1.00x (every run 1.00x)"
+    assert shown["100 B: streampod ≥ 1.0x Quix Streams (aim 1.5x)"] == "-"
     assert shown["1 KB: the three services ≤ 300 MB RSS at steady state (median over the drain)"] == (
         "305 MB (peak 320 MB)"
     )
@@ -203,3 +207,29 @@ def test_hop_means_come_from_the_services_histograms(tmp_path: Path) -> None:
     report.write(r, tmp_path, png=False)
     md = (tmp_path / "results.md").read_text()
     assert "| 100 B | 50% | 41.5 | 50.0 | - | - | - | - |" in md
+
+
+def test_per_run_ratios_pair_variants_within_a_run_only() -> None:
+    r = _results()
+    # Run 2's in-process drain failed to measure: run 2 has no pair, and a skipped record counts for none.
+    r.drain = [rec for rec in r.drain if not (rec["run"] == 2 and rec["variant"] == "in-process")]
+    r.drain.append({"run": 3, "variant": "in-process", "size": 100, "load": None, "skipped": "no broker"})
+    r.drain.append({"run": 3, "variant": "streampod", "size": 100, "load": None, "msgs_per_s": 900.0})
+    assert report.per_run_ratios(r.drain, "streampod", "in-process", 100, "msgs_per_s") == [0.8]
+    assert report.per_run_ratios(r.drain, "streampod", "per-message", 100, "msgs_per_s") == [80.0, 160.0]
+    target = next(t for t in report.targets(r) if t["target"].startswith("100 B: streampod ≥ 0.4x"))
+    assert target["per_run"] == [0.8]
+    assert target["shown"] == f"{target['measured']:.2f}x"  # one pair: no range to show
+
+
+def test_render_writes_the_same_report_from_results_json(tmp_path: Path) -> None:
+    r = _results()
+    r.config = replace(r.config, streampod_env=(("STREAMPOD_LINGER_MS", "2"),))
+    report.write(r, tmp_path / "run", png=False)
+    data = orjson.loads((tmp_path / "run" / "results.json").read_bytes())
+    again = Results.from_json(data)
+    assert again.config == r.config
+    assert (again.drain, again.open_loop, again.skipped) == (r.drain, r.open_loop, r.skipped)
+    assert cli.main(["--render", str(tmp_path / "run" / "results.json"), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "results.md").read_text() == (tmp_path / "run" / "results.md").read_text()
+    assert orjson.loads((tmp_path / "again" / "results.json").read_bytes()) == data

@@ -3,6 +3,7 @@
   streampod bench --smoke      5,000 messages of ~100 B, one drain run of each installed variant
   streampod bench --full       the report: 3 runs, ~100 B and ~1 KB, drain and open loop, into docs/benchmark/
   streampod bench --profile py-spy   one drain of the streampod variant under a profiler
+  streampod bench --render docs/benchmark/results.json   the report again from a run's results.json
 
 Any option below overrides the preset. A local Kafka broker is started unless --bootstrap (or
 STREAMPOD_KAFKA_BOOTSTRAP) names one. Exit 1 when a measurement failed or lost a message.
@@ -54,6 +55,12 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     preset.add_argument("--smoke", action="store_true", help="the CI preset: small, fast, drain only")
     preset.add_argument("--full", action="store_true", help="the committed report (writes docs/benchmark/)")
     preset.add_argument("--profile", choices=profiling.KINDS, help="profile the streampod variant during a drain")
+    preset.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: write an earlier run's report again from its results.json (into --out or beside it)",
+    )
     p.add_argument("--messages", type=int, help="messages preloaded per size (drain mode)")
     p.add_argument("--baseline-messages", type=int, help="messages for the per-message baseline (it is slow)")
     p.add_argument("--sizes", type=lambda s: tuple(int(x) for x in _csv(s)), help="value sizes in bytes: 100,1000")
@@ -129,8 +136,22 @@ def run(cfg: Config, bootstrap: str | None, workdir: Path) -> Results:
         return Bench(cfg, kafka.bootstrap_servers, workdir).run()
 
 
+def render(path: Path, out: Path | None) -> int:
+    """Rewrite an earlier run's report with this version's report code; the measurements stay as they are."""
+    import orjson
+
+    from streampod.bench import report
+
+    results = Results.from_json(orjson.loads(path.read_bytes()))
+    written = report.write(results, out or path.parent, png=results.config.runs > 0)
+    print(f"bench: rendered {path}; wrote {', '.join(map(str, written))}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg, a = parse(argv)
+    if a.render is not None:
+        return render(a.render, a.out)
     workdir = a.workdir or Path(tempfile.mkdtemp(prefix="streampod-bench-"))
     out = a.out or workdir / "results"
     print(f"bench: logs in {workdir}", flush=True)

@@ -13,7 +13,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
@@ -90,6 +90,17 @@ class Results:
         out = asdict(self)
         out["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()}
         return out
+
+    @classmethod
+    def from_json(cls, data: Record) -> Results:
+        """The measurements of a ``results.json``; what the report derives from them (targets, medians) is left."""
+        known = {f.name for f in fields(Config)}
+        config = {k: v for k, v in data["config"].items() if k in known}
+        for k, v in config.items():
+            if isinstance(v, list):
+                config[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        own = {f.name for f in fields(cls)} - {"config"}
+        return cls(Config(**config), **{k: v for k, v in data.items() if k in own})
 
 
 def describe_machine(bootstrap: str, broker: psutil.Process | None, quix_version: str | None) -> Record:

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+
 from streampod.bench import profiling, variants
 from streampod.bench.runner import Bench, Config, Results
 
@@ -138,8 +140,6 @@ def run(cfg: Config, bootstrap: str | None, workdir: Path) -> Results:
 
 def render(path: Path, out: Path | None) -> int:
     """Rewrite an earlier run's report with this version's report code; the measurements stay as they are."""
-    import orjson
-
     from streampod.bench import report
 
     results = Results.from_json(orjson.loads(path.read_bytes()))

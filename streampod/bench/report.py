@@ -88,12 +88,14 @@ def targets(results: Results) -> list[dict[str, Any]]:
             item["per_run"] = runs
         out.append(item)
 
-    def ratio_target(target: str, size: int, other: str, metric: str, bound: float, digits: int) -> None:
-        """Met when streampod's metric over ``other``'s is at least ``bound`` (at most, for CPU)."""
+    def ratio_target(
+        target: str, size: int, other: str, metric: str, bound: float, digits: int, *, at_most: bool = False
+    ) -> None:
+        """Met when streampod's metric over ``other``'s is at least ``bound`` (``at_most``: at most)."""
         r = _ratio(get("streampod", size, metric), get(other, size, metric))
         runs = per_run_ratios(results.drain, "streampod", other, size, metric)
         shown = "-" if r is None else _with_runs(f"{r:.{digits}f}x", runs, digits)
-        ok = None if r is None else (r <= bound if metric == "cpu_s_per_million" else r >= bound)
+        ok = None if r is None else (r <= bound if at_most else r >= bound)
         add(target, r, ok, shown, runs)
 
     for size in results.config.sizes:
@@ -112,7 +114,7 @@ def targets(results: Results) -> list[dict[str, Any]]:
         add(f"{label}: streampod p99 ≤ 250 ms at 50 % load (aim 100 ms)", p99, ok,
             "-" if p99 is None else f"{p99:.0f} ms" + (" (saturated)" if saturated else ""))  # fmt: skip
         ratio_target(f"{label}: streampod CPU per message ≤ 2x in-process", size, "in-process",
-                     "cpu_s_per_million", 2.0, 2)  # fmt: skip
+                     "cpu_s_per_million", 2.0, 2, at_most=True)  # fmt: skip
         # The issue asks for steady state: the median of the samples over the measured part of the
         # drain. The peak, the stricter reading, is shown beside it here and in the table.
         rss, peak = get("streampod", size, "steady_rss_mb"), get("streampod", size, "peak_rss_mb")

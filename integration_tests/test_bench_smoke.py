@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from streampod.localkafka import LocalKafka
+from streampod.bench import measure, workload
+from streampod.localkafka import LocalKafka, create_topic
 
 
 @pytest.mark.kafka
@@ -37,3 +39,20 @@ def test_bench_smoke_finishes_and_loses_nothing(kafka_broker: LocalKafka, tmp_pa
         assert rec["dead_letters"] == 0, rec
     assert (out / "results.md").read_text().count("| streampod | 100 B |") == 1
     assert (out / "results.png").stat().st_size > 0
+
+
+@pytest.mark.kafka
+def test_open_loop_producer_sends_every_message_due_once_and_reports_its_cpu(kafka_broker: LocalKafka) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    create_topic(bootstrap, "bench-open-loop", 4)
+    before = time.time_ns() // 1_000_000
+    paced = workload.produce_at_rate(bootstrap, "bench-open-loop", rate=3000, seconds=1.0, size=100, first_id=7)
+    assert paced.produced == 3000
+    # Paced by the clock, not as fast as it can: a second's worth of messages takes about a second.
+    assert paced.seconds >= 0.9
+    assert paced.cpu_s > 0
+    out = measure.read_outputs(bootstrap, "bench-open-loop", 4)
+    counts = measure.count_ids(out.ids, 7, 3000)
+    assert (counts.lost, counts.duplicated, counts.distinct) == (0, 0, 3000)
+    # Every message carries the time it was produced, which is what its latency is measured from.
+    assert all(before <= ts <= time.time_ns() // 1_000_000 for ts in out.ts_in_ms)

@@ -183,8 +183,9 @@ def markdown(results: Results) -> str:
             "## Latency (open loop, input CreateTime → output LogAppendTime)",
             "",
             "| variant | size | load | target msgs/s | produced msgs/s | out msgs/s | p50 ms | p99 ms | p99.9 ms "
-            "| max ms | CPU s / M | peak RSS MB | note |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| max ms | CPU s / M | cores busy | load producer cores | broker cores | peak RSS MB | note |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+            "| --- |",
         ]
         for size in cfg.sizes:
             for v in _variants(results):
@@ -200,7 +201,8 @@ def markdown(results: Results) -> str:
                         f"{_num(row['offered_msgs_per_s'] if row['runs'] else None)} | "
                         f"{_num(row['msgs_per_s'])} | {_num(row['p50_ms'])} | {_num(row['p99_ms'])} | "
                         f"{_num(row['p999_ms'])} | {_num(row['max_ms'])} | {_num(row['cpu_s_per_million'])} | "
-                        f"{_num(row['peak_rss_mb'])} | {note} |"
+                        f"{_num(row.get('cpu_cores'), 2)} | {_num(row.get('producer_cores'), 2)} | "
+                        f"{_num(row.get('broker_cores'), 2)} | {_num(row['peak_rss_mb'])} | {note} |"
                     )
     lines += _cpu_by_process(results)
     lines += _hops(results)

@@ -379,6 +379,7 @@ class Bench:
                 messages=paced.produced,
                 offered_msgs_per_s=round(paced.produced / paced.seconds, 1) if paced.seconds else None,
                 producer_max_behind_ms=round(paced.max_behind_ms, 1),
+                producer_cores=round(paced.cpu_s / paced.seconds, 2) if paced.seconds else None,
             )
             grace = max(10.0, cfg.open_seconds / 2)
             deadline = time.monotonic() + grace
@@ -439,6 +440,7 @@ def _cpu(rec: Record, rate: float | None, t_lo: float, t_hi: float) -> None:
         rec["cpu_s_per_million_by_process"] = {k: round(v / messages * 1e6, 1) for k, v in by_process.items()}
     if broker is not None:
         rec["broker_cpu_s_per_million"] = round(broker / messages * 1e6, 1)
+        rec["broker_cores"] = round(broker / (t_hi - t_lo), 2)
 
 
 def _skip(
@@ -458,7 +460,7 @@ def _skip(
 _METRICS: Final = (
     "msgs_per_s", "cpu_s_per_million", "broker_cpu_s_per_million", "cpu_cores", "peak_rss_mb", "steady_rss_mb",
     "p50_ms", "p99_ms", "p999_ms", "max_ms", "offered_msgs_per_s", "target_msgs_per_s", "producer_max_behind_ms",
-    "host_probe_us",
+    "producer_cores", "broker_cores", "host_probe_us",
 )  # fmt: skip
 
 

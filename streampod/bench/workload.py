@@ -101,6 +101,19 @@ class Paced:
     produced: int
     seconds: float
     max_behind_ms: float
+    #: CPU seconds the producing process spent (its Python thread and librdkafka's), to show what the
+    #: harness took from the cores the variant and the broker share.
+    cpu_s: float
+
+
+#: The open-loop producer wakes at most this often and produces every message due by then. Waking
+#: for each message (a poll and a sleep per message) cost 0.46 of a core at 30,000 msgs/s on the
+#: 2-core benchmark host, with no variant running: more than streampod's stage needed for the same rate.
+TICK_S: Final = 0.001
+#: librdkafka's own default: what an upstream producer left at its defaults does. Below it a
+#: produce request went out per millisecond, and at 30,000 msgs/s the broker took 0.5 of a core for
+#: them instead of 0.2 (docs/benchmark.md); the linger is part of the measured latency, for every variant alike.
+OPEN_LOOP_LINGER_MS: Final = 5
 
 
 def produce_at_rate(
@@ -116,13 +129,15 @@ def produce_at_rate(
     """Open loop: message i is due at start + i/rate, whatever the pipeline does.
 
     Each message carries the time it was actually produced (its CreateTime), so the latency measured
-    is the pipeline's own. On a small machine the producer shares the cores with the broker and the
-    variant and may fall behind its schedule at high rates: how far, and the rate it really
-    produced at, are reported rather than hidden.
+    is the pipeline's own. The producer wakes every ``TICK_S`` and produces what is due, so messages
+    come in bursts of up to a millisecond's worth. On a small machine it shares the cores with the
+    broker and the variant and may fall behind its schedule at high rates: how far, the rate it
+    really produced at and the CPU it took are reported rather than hidden.
     """
     values = Values(size)
-    p = producer(bootstrap, linger_ms=1)
+    p = producer(bootstrap, linger_ms=OPEN_LOOP_LINGER_MS)
     total = int(rate * seconds)
+    cpu_start = time.process_time()
     start = time.monotonic()
     sent = 0
     behind = 0.0
@@ -136,8 +151,9 @@ def produce_at_rate(
             _produce(p, topic, values.key(i), values.value(i, ts), ts)
             sent += 1
         p.poll(0)
-        time.sleep(max(0.0, min(0.005, start + sent / rate - time.monotonic())))
+        next_due = start + sent / rate
+        time.sleep(min(0.005, max(TICK_S, next_due - time.monotonic())))
     left = p.flush(60)
     if left:
         raise RuntimeError(f"open-loop producer: {left} message(s) not delivered after 60 s")
-    return Paced(sent, time.monotonic() - start, behind)
+    return Paced(sent, time.monotonic() - start, behind, time.process_time() - cpu_start)

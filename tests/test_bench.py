@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from streampod.bench import cli, hostprobe, measure, profiling, report, transform, variants, workload
-from streampod.bench.runner import FIXED, Config, Results, medians, points
+from streampod.bench.runner import FIXED, Config, Results, is_saturated, medians, points
 
 
 def test_transform_adds_one_field_and_keeps_the_rest() -> None:
@@ -141,6 +141,21 @@ def test_medians_and_targets() -> None:
     assert shown["1 KB: the three services ≤ 300 MB RSS at steady state (median over the drain)"] == (
         "305 MB (peak 320 MB)"
     )
+
+
+def test_an_open_loop_point_is_saturated_when_its_output_falls_behind_its_input() -> None:
+    kept_up = {"lost": 0, "msgs_per_s": 29_830.0, "offered_msgs_per_s": 29_997.0,
+               "p50_first_quarter_ms": 18, "p50_last_quarter_ms": 21}  # fmt: skip
+    assert not is_saturated(kept_up)
+    # Out at 0.79 of the rate in, with a queue already built during the warm-up (no growth to see).
+    assert is_saturated({**kept_up, "msgs_per_s": 26_574.0, "offered_msgs_per_s": 33_693.0})
+    assert is_saturated({**kept_up, "p50_first_quarter_ms": 40, "p50_last_quarter_ms": 400})
+    assert is_saturated({**kept_up, "lost": 3})
+    # A results.json written before the rule: its stored verdict stands, the rule adds to it.
+    assert is_saturated({**kept_up, "saturated": True})
+    r = _results()
+    r.open_loop = [{"run": 1, "variant": "streampod", "size": 100, "load": "50%", **kept_up, "msgs_per_s": 20_000.0}]
+    assert medians(r.open_loop)[("streampod", 100, "50%")]["saturated"] is True
 
 
 def test_report_files(tmp_path: Path) -> None:

@@ -404,21 +404,43 @@ class Bench:
         rec["latency_samples"] = len(lat)
         for q, key in ((50, "p50_ms"), (99, "p99_ms"), (99.9, "p999_ms"), (100, "max_ms")):
             rec[key] = measure.percentile(lat, q)
-        # Saturated: the output did not catch up by the end of the grace period, or a queue grew
-        # during the window (latency late in the window well above latency early in it).
+        # Saturated (see ``saturated``): the output did not catch up by the end of the grace period,
+        # came out slower than the input went in, or a queue grew during the window.
         by_time = [first[i] for i in sorted(first)]  # ids rise with the time they were produced
         quarter = len(by_time) // 4
         early = measure.percentile(sorted(by_time[:quarter]), 50) if quarter else None
         late = measure.percentile(sorted(by_time[-quarter:]), 50) if quarter else None
         rec["p50_first_quarter_ms"], rec["p50_last_quarter_ms"] = early, late
-        growing = early is not None and late is not None and late > 2 * early + 50
-        rec["saturated"] = counts.lost > 0 or growing
+        rec["saturated"] = counts.lost > 0
         end_ms = produce_start * 1000.0 + cfg.open_seconds * 1000.0
         in_window = [a for a, t in zip(outputs.appended_ms, outputs.ts_in_ms, strict=True) if t >= cutoff_ms]
         rate_out, t_lo, t_hi = measure.steady_rate(in_window, 0.0, 1.0)
         rec["msgs_per_s"] = None if rate_out is None else round(rate_out, 1)
         rec["window_s"] = round((end_ms - cutoff_ms) / 1000.0, 1)
+        rec["saturated"] = is_saturated(rec)
         _cpu(rec, rate_out, t_lo, t_hi)
+
+
+#: An open-loop point whose output came out at less than this share of the rate its input went in
+#: was falling behind; the points that kept up measured 0.99-1.01 of it.
+KEPT_UP_SHARE: Final = 0.95
+
+
+def is_saturated(rec: Record) -> bool:
+    """Whether an open-loop point measured a queue rather than the pipeline.
+
+    Saturated: a message was lost (not out by the end of the grace period), the output came out
+    slower than the input went in, or a queue grew during the window (the median latency of the
+    last quarter of the messages above twice the first quarter's plus 50 ms). Judged again from
+    the stored fields when a report is rendered, so that an older results.json gets the same rule.
+    """
+    if rec.get("saturated") or rec.get("lost"):
+        return True
+    out, offered = rec.get("msgs_per_s"), rec.get("offered_msgs_per_s")
+    if out is not None and offered and out < KEPT_UP_SHARE * offered:
+        return True
+    early, late = rec.get("p50_first_quarter_ms"), rec.get("p50_last_quarter_ms")
+    return early is not None and late is not None and late > 2 * early + 50
 
 
 def _cpu(rec: Record, rate: float | None, t_lo: float, t_hi: float) -> None:
@@ -485,7 +507,9 @@ def medians(records: list[Record]) -> dict[tuple[str, int, str | None], Record]:
                 row["msgs_per_s_min"], row["msgs_per_s_max"] = min(values), max(values)
         row["lost"] = max((r.get("lost", 0) for r in measured), default=None)
         row["duplicated"] = max((r.get("duplicated", 0) for r in measured), default=None)
-        row["saturated"] = any(r.get("saturated") for r in recs)
+        row["saturated"] = any(
+            r.get("saturated") or (r.get("load") is not None and "skipped" not in r and is_saturated(r)) for r in recs
+        )
         row["errors"] = [r["error"] for r in measured if r.get("error")]
         row["skipped"] = sorted({r["skipped"] for r in recs if "skipped" in r})
         out[key] = row

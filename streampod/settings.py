@@ -468,6 +468,8 @@ class AppSettings(_Base):
     """A JSON Schema file that every input value must satisfy (invalid: reject with the reason)."""
     app_concurrency: int = Field(default=1, ge=1, le=64)
     """Batches the user's code works on at once (threads for sync code); 1 is safe for any code."""
+    app_inline_ms: float = Field(default=20.0, ge=0)
+    """Sync code whose batches take under half this CPU runs on the event loop, not a thread; 0: always a thread."""
     model_path: Path | None = None
     """The model the app's setup(settings) loads (sklearn, pyspark templates); unset: the model/ beside app.py."""
 

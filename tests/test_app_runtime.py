@@ -6,6 +6,7 @@ import asyncio
 import base64
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from streampod import contract
+from streampod.app._process import Placement
 from streampod.app.server import Readiness, create_app, get_forwarder
 from streampod.app.service import main as app_main
 from streampod.client import ContractClient
@@ -462,6 +464,75 @@ def test_sync_user_code_leaves_the_loop_free(harness: Callable[..., AppHarness])
         return probe_at
 
     assert app._runner.run(both()) < 0.4
+
+
+def test_placement_moves_quick_code_inline_and_slow_code_back_with_a_longer_streak() -> None:
+    p = Placement(limit_s=0.02)
+    for _ in range(Placement.FIRST_STREAK - 1):
+        p.record(inline=False, cpu_s=0.001, wall_s=0.5)  # a long wall in the thread is GIL waits: ignored
+    assert not p.inline
+    p.record(inline=False, cpu_s=0.015, wall_s=0.015)  # over half the limit: the streak starts again
+    for _ in range(Placement.FIRST_STREAK):
+        assert not p.inline
+        p.record(inline=False, cpu_s=0.009, wall_s=0.01)
+    assert p.inline
+    p.record(inline=True, cpu_s=0.001, wall_s=0.019)
+    assert p.inline
+    p.record(inline=True, cpu_s=0.001, wall_s=0.021)  # held the loop too long (waiting, not computing)
+    assert not p.inline and p.streak == 2 * Placement.FIRST_STREAK
+    for _ in range(2 * Placement.FIRST_STREAK):
+        assert not p.inline
+        p.record(inline=False, cpu_s=0.001, wall_s=0.001)
+    assert p.inline
+    for _ in range(20):
+        p.inline = True
+        p.record(inline=True, cpu_s=0.0, wall_s=1.0)
+    assert p.streak == Placement.MAX_STREAK
+
+
+THREADS = """
+    import threading, time
+
+    seen = []
+
+    def process(m):
+        seen.append(threading.get_ident())
+        time.sleep(m.value)
+        return {"v": m.value}
+"""
+
+
+def test_quick_sync_code_runs_on_the_loop_and_slow_code_in_a_thread(harness: Callable[..., AppHarness]) -> None:
+    loop_thread = threading.get_ident()  # the harness runs its event loop in the test's thread
+    app = harness(THREADS, app_inline_ms=40)
+    seen = app.module.seen
+    n = Placement.FIRST_STREAK
+    for _ in range(n + 1):
+        assert_ok(app.send_one(0.0))
+    assert loop_thread not in seen[:n] and seen[n] == loop_thread
+    assert_ok(app.send_one(0.1))  # inline, and it held the loop 100 ms: the next batches go to a thread
+    assert_ok(app.send_one(0.0))
+    assert seen[-2] == loop_thread and seen[-1] != loop_thread
+    assert app.app.state.placement.streak == 2 * n
+
+    for settings in ({"app_inline_ms": 0}, {"app_concurrency": 2}):
+        other = harness(THREADS, **settings)
+        for _ in range(n + 2):
+            assert_ok(other.send_one(0.0))
+        assert other.app.state.placement is None and loop_thread not in other.module.seen
+
+
+def test_sync_code_that_runs_its_own_loop_keeps_working_on_the_loop_thread(
+    harness: Callable[..., AppHarness],
+) -> None:
+    app = harness(
+        "import asyncio\n\nasync def double(v):\n    return 2 * v\n\n"
+        "def process(m):\n    return {'v': asyncio.run(double(m.value))}\n",
+        app_inline_ms=200,
+    )
+    for i in range(Placement.FIRST_STREAK + 2):
+        assert app.send_one(i).outputs[0].value == {"v": 2 * i}
+    assert app.app.state.placement.inline
 
 
 def test_loader_forms_and_startup_errors(

@@ -1,7 +1,8 @@
 """Running the user's code over one batch: decode, validate, call, turn answers into output records.
 
 A sync user function runs for the whole batch in ONE worker-thread hop, so the event loop (and
-with it /healthz and the forwarding of other batches) stays responsive while a model computes.
+with it the forwarding of other batches) stays responsive while a model computes, unless its
+batches have shown they are quick: then it runs on the event loop itself (``Placement``).
 Each message ends as an Outcome: ``ok`` with its output records, or ``reject`` / ``retry`` with a
 reason. One message failing never fails the batch.
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -260,13 +262,91 @@ async def _batch_async(run: BatchRun) -> None:
     run.finish_batch(ready, results)
 
 
+class Placement:
+    """Where a sync user function runs: on the event loop while its batches are quick, else in a thread.
+
+    The thread hop keeps the loop free while a model computes, but the loop and the worker then
+    share one GIL, and on a busy host every hand-over waits for the OS to schedule the other thread:
+    with the benchmark's transform (a few milliseconds of CPU per batch) the stage drained faster
+    inline in 22 of 27 alternating pairs and kept more of its cores busy in every pair that recorded
+    it (docs/benchmark.md, "What changed after the profile"). So the first batches run in the thread
+    and are timed; after ``streak`` of them in a row took under half of ``limit_s`` of CPU, batches
+    run inline. An inline batch slower than ``limit_s`` (wall clock: the time the loop was held)
+    sends the next ones to the thread again, and the streak needed to come back doubles (up to
+    ``MAX_STREAK``), so code that is quick on CPU but waits on I/O holds the loop only rarely.
+    """
+
+    FIRST_STREAK = 8
+    MAX_STREAK = 1024
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.inline = False
+        self.streak = self.FIRST_STREAK
+        self._quick = 0
+
+    def record(self, *, inline: bool, cpu_s: float, wall_s: float) -> None:
+        """One batch's CPU time in the user's code (its thread's), and its wall time when inline."""
+        if inline:
+            if wall_s > self.limit_s:
+                self.inline = False
+                self._quick = 0
+                self.streak = min(self.streak * 2, self.MAX_STREAK)
+                log.info(
+                    "the app's code runs in a worker thread again: a batch held the event loop too long",
+                    extra={"batch_ms": round(wall_s * 1000, 1), "limit_ms": self.limit_s * 1000},
+                )
+            return
+        # In the thread the wall clock counts waits for the GIL; its CPU time is what inline would cost.
+        self._quick = self._quick + 1 if cpu_s <= self.limit_s / 2 else 0
+        if self._quick >= self.streak:
+            self.inline = True
+            log.info("the app's code runs on the event loop: its batches are quick", extra={"batches": self._quick})
+
+
+def _timed(body: Callable[[BatchRun], None], run: BatchRun) -> tuple[float, float]:
+    """Run ``body``; its thread's CPU time and the wall time it took."""
+    cpu, wall = time.thread_time(), time.perf_counter()
+    body(run)
+    return time.thread_time() - cpu, time.perf_counter() - wall
+
+
+def _inline(body: Callable[[BatchRun], None], run: BatchRun) -> tuple[float, float]:
+    """``_timed`` on the loop's thread, the running loop hidden as it is from a worker thread.
+
+    Sync code may start a loop of its own (``asyncio.run`` around an async client): in a worker
+    thread that works, and it must go on working when its batches move onto the loop's thread.
+    """
+    loop = asyncio._get_running_loop()
+    asyncio._set_running_loop(None)
+    try:
+        return _timed(body, run)
+    finally:
+        asyncio._set_running_loop(loop)
+
+
 async def run_user_code(
-    user: UserApp, batch: Sequence[contract.Message | contract.RawMessage], *, log_payloads: bool = False
+    user: UserApp,
+    batch: Sequence[contract.Message | contract.RawMessage],
+    *,
+    log_payloads: bool = False,
+    placement: Placement | None = None,
 ) -> list[Outcome]:
-    """One Outcome per message of ``batch``, in order."""
+    """One Outcome per message of ``batch``, in order.
+
+    Sync code runs in a worker thread, or on the loop when ``placement`` says its batches are quick.
+    """
     run = BatchRun(user, batch, log_payloads=log_payloads)
     if user.is_async:
         await (_batch_async(run) if user.process_batch is not None else _each_async(run))
+        return run.outcomes
+    body = _batch_sync if user.process_batch is not None else _each_sync
+    if placement is None:
+        await asyncio.to_thread(body, run)
+    elif placement.inline:
+        cpu_s, wall_s = _inline(body, run)
+        placement.record(inline=True, cpu_s=cpu_s, wall_s=wall_s)
     else:
-        await asyncio.to_thread(_batch_sync if user.process_batch is not None else _each_sync, run)
+        cpu_s, wall_s = await asyncio.to_thread(_timed, body, run)
+        placement.record(inline=False, cpu_s=cpu_s, wall_s=wall_s)
     return run.outcomes

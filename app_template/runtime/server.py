@@ -31,7 +31,7 @@ from streampod.settings import AppSettings
 
 from ._forward import Forwarder, forward
 from ._loader import UserApp
-from ._process import Outcome, OutRecord, run_user_code
+from ._process import Outcome, OutRecord, Placement, run_user_code
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ def create_app(
     app.state.metrics = metrics or AppMetrics()
     # How many batches the user's code works on at once: 1 keeps code that is not thread-safe safe.
     app.state.gate = asyncio.Semaphore(settings.app_concurrency)
+    # Batches run inline one at a time on the loop: only where the user's code takes one at a time anyway.
+    inline = settings.app_concurrency == 1 and settings.app_inline_ms > 0
+    app.state.placement = Placement(settings.app_inline_ms / 1000) if inline else None
 
     @app.post(contract.MESSAGES_PATH)
     async def post_messages(
@@ -99,8 +102,8 @@ def create_app(
             except ContractError as exc:
                 metrics.bad_requests.labels("400").inc()
                 return _error(400, str(exc))
-            gate: asyncio.Semaphore = request.app.state.gate
-            return await _handle(batch, user, forwarder, metrics, gate, settings.log_payloads)
+            state = request.app.state
+            return await _handle(batch, user, forwarder, metrics, state.gate, state.placement, settings.log_payloads)
         finally:
             metrics.in_flight.dec()
             metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -138,11 +141,12 @@ async def _handle(
     forwarder: Forwarder,
     metrics: AppMetrics,
     gate: asyncio.Semaphore,
+    placement: Placement | None,
     log_payloads: bool,
 ) -> Response:
     t0 = time.perf_counter()
     async with gate:
-        outcomes = await run_user_code(user, batch, log_payloads=log_payloads)
+        outcomes = await run_user_code(user, batch, log_payloads=log_payloads, placement=placement)
     t1 = time.perf_counter()
     metrics.process_seconds.observe(t1 - t0)
     records = [r for o in outcomes for r in o.outputs]

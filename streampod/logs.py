@@ -13,8 +13,9 @@ from typing import Any
 
 import orjson
 
-# Attributes every LogRecord has; anything else came in through ``extra=`` and is emitted.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# Attributes every LogRecord has; anything else came in through ``extra=`` and is emitted. uvicorn
+# adds ``color_message``, its message with terminal colour codes: noise in a JSON line.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -520,6 +520,8 @@ def test_quick_sync_code_runs_on_the_loop_and_slow_code_in_a_thread(harness: Cal
         for _ in range(n + 2):
             assert_ok(other.send_one(0.0))
         assert other.app.state.placement is None and loop_thread not in other.module.seen
+    # Async code runs on the loop already: nothing to place.
+    assert harness("async def process(m):\n    return m.value\n").app.state.placement is None
 
 
 def test_sync_code_that_runs_its_own_loop_keeps_working_on_the_loop_thread(

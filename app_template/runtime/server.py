@@ -79,8 +79,9 @@ def create_app(
     app.state.metrics = metrics or AppMetrics()
     # How many batches the user's code works on at once: 1 keeps code that is not thread-safe safe.
     app.state.gate = asyncio.Semaphore(settings.app_concurrency)
-    # Batches run inline one at a time on the loop: only where the user's code takes one at a time anyway.
-    inline = settings.app_concurrency == 1 and settings.app_inline_ms > 0
+    # Sync batches run inline one at a time on the loop: only where the user's code takes one at a time
+    # anyway. Async code is on the loop already.
+    inline = settings.app_concurrency == 1 and settings.app_inline_ms > 0 and not user.is_async
     app.state.placement = Placement(settings.app_inline_ms / 1000) if inline else None
 
     @app.post(contract.MESSAGES_PATH)

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from streampod import contract
-from streampod.app._process import Placement
+from streampod.app._process import Placement, _inline
 from streampod.app.server import Readiness, create_app, get_forwarder
 from streampod.app.service import main as app_main
 from streampod.client import ContractClient
@@ -476,18 +476,42 @@ def test_placement_moves_quick_code_inline_and_slow_code_back_with_a_longer_stre
         assert not p.inline
         p.record(inline=False, cpu_s=0.009, wall_s=0.01)
     assert p.inline
-    p.record(inline=True, cpu_s=0.001, wall_s=0.019)
+    p.record(inline=True, cpu_s=0.001, wall_s=0.019, blocked=True)
+    for _ in range(3):  # only preempted: the host was busy, not the code
+        p.record(inline=True, cpu_s=0.002, wall_s=0.08, blocked=False)
     assert p.inline
-    p.record(inline=True, cpu_s=0.001, wall_s=0.021)  # held the loop too long (waiting, not computing)
+    p.record(inline=True, cpu_s=0.001, wall_s=0.021, blocked=True)  # waited too long once: maybe the host
+    p.record(inline=True, cpu_s=0.001, wall_s=0.001, blocked=False)
+    p.record(inline=True, cpu_s=0.001, wall_s=0.021, blocked=True)
+    assert p.inline
+    p.record(inline=True, cpu_s=0.001, wall_s=0.05, blocked=True)  # twice in a row: the code waits
     assert not p.inline and p.streak == 2 * Placement.FIRST_STREAK
     for _ in range(2 * Placement.FIRST_STREAK):
         assert not p.inline
         p.record(inline=False, cpu_s=0.001, wall_s=0.001)
     assert p.inline
+    p.record(inline=True, cpu_s=0.021, wall_s=0.021, blocked=False)  # held the loop too long computing
+    assert p.inline
+    p.record(inline=True, cpu_s=0.03, wall_s=0.03, blocked=False)
+    assert not p.inline and p.streak == 4 * Placement.FIRST_STREAK
     for _ in range(20):
         p.inline = True
         p.record(inline=True, cpu_s=0.0, wall_s=1.0)
+        p.record(inline=True, cpu_s=0.0, wall_s=1.0)
     assert p.streak == Placement.MAX_STREAK
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread context-switch counts are Linux's")
+def test_an_inline_batch_that_waits_is_told_from_one_that_only_computes() -> None:
+    def spin(_: object) -> None:
+        end = time.thread_time() + 0.005
+        while time.thread_time() < end:
+            pass
+
+    cpu_s, wall_s, blocked = _inline(spin, None)  # type: ignore[arg-type]
+    assert cpu_s >= 0.005 and not blocked
+    cpu_s, wall_s, blocked = _inline(lambda _: time.sleep(0.01), None)  # type: ignore[arg-type]
+    assert wall_s >= 0.01 and cpu_s < 0.005 and blocked
 
 
 THREADS = """
@@ -510,9 +534,10 @@ def test_quick_sync_code_runs_on_the_loop_and_slow_code_in_a_thread(harness: Cal
     for _ in range(n + 1):
         assert_ok(app.send_one(0.0))
     assert loop_thread not in seen[:n] and seen[n] == loop_thread
-    assert_ok(app.send_one(0.1))  # inline, and it held the loop 100 ms: the next batches go to a thread
+    assert_ok(app.send_one(0.1))  # inline, and it held the loop 100 ms: once may be the host
+    assert_ok(app.send_one(0.1))  # twice in a row: the next batches go to a thread
     assert_ok(app.send_one(0.0))
-    assert seen[-2] == loop_thread and seen[-1] != loop_thread
+    assert seen[-3] == seen[-2] == loop_thread and seen[-1] != loop_thread
     assert app.app.state.placement.streak == 2 * n
 
     for settings in ({"app_inline_ms": 0}, {"app_concurrency": 2}):

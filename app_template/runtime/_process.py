@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +28,19 @@ from ._loader import UserApp
 from ._message import AS_INPUT, Message, Output, Reject, Retry
 
 log = logging.getLogger(__name__)
+
+if sys.platform == "linux":
+    import resource
+
+    def _blocks() -> int | None:
+        """How often this thread has blocked so far (waited on I/O, a sleep, a lock)."""
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+
+else:  # no per-thread count: every inline batch over the limit counts as blocked
+
+    def _blocks() -> int | None:
+        return None
+
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _PAYLOAD_IN_LOGS = 1000
@@ -271,9 +285,15 @@ class Placement:
     inline in 22 of 27 alternating pairs and kept more of its cores busy in every pair that recorded
     it (docs/benchmark.md, "What changed after the profile"). So the first batches run in the thread
     and are timed; after ``streak`` of them in a row took under half of ``limit_s`` of CPU, batches
-    run inline. An inline batch slower than ``limit_s`` (wall clock: the time the loop was held)
-    sends the next ones to the thread again, and the streak needed to come back doubles (up to
-    ``MAX_STREAK``), so code that is quick on CPU but waits on I/O holds the loop only rarely.
+    run inline. An inline batch is slow when it held the loop longer than ``limit_s`` computing (its
+    CPU time) or waiting (its wall time, when the thread blocked in the OS: I/O, a sleep, a lock).
+    Two slow batches in a row send the next ones to the thread again, and the streak needed to come
+    back doubles (up to ``MAX_STREAK``), so code that is quick on CPU but waits on I/O holds the loop
+    only rarely. One slow batch alone, or a long wall time only because other processes had the
+    cores, does not count: that is the host (a collection, a core taken away), which a thread would
+    not have hidden from the loop either (the preempted worker holds the GIL). Counted, a busy
+    2-core host sent the benchmark's transform back to the thread every few seconds, each time for
+    twice as long (docs/benchmark.md).
     """
 
     FIRST_STREAK = 8
@@ -284,17 +304,25 @@ class Placement:
         self.inline = False
         self.streak = self.FIRST_STREAK
         self._quick = 0
+        self._slow = False
 
-    def record(self, *, inline: bool, cpu_s: float, wall_s: float) -> None:
-        """One batch's CPU time in the user's code (its thread's), and its wall time when inline."""
+    def record(self, *, inline: bool, cpu_s: float, wall_s: float, blocked: bool = True) -> None:
+        """One batch's CPU time in the user's code (its thread's); inline, its wall time and whether it blocked."""
         if inline:
-            if wall_s > self.limit_s:
+            was_slow = self._slow
+            self._slow = cpu_s > self.limit_s or (blocked and wall_s > self.limit_s)
+            if was_slow and self._slow:
                 self.inline = False
+                self._slow = False
                 self._quick = 0
                 self.streak = min(self.streak * 2, self.MAX_STREAK)
                 log.info(
-                    "the app's code runs in a worker thread again: a batch held the event loop too long",
-                    extra={"batch_ms": round(wall_s * 1000, 1), "limit_ms": self.limit_s * 1000},
+                    "the app's code runs in a worker thread again: two batches in a row held the event loop too long",
+                    extra={
+                        "batch_ms": round(wall_s * 1000, 1),
+                        "cpu_ms": round(cpu_s * 1000, 1),
+                        "limit_ms": self.limit_s * 1000,
+                    },
                 )
             return
         # In the thread the wall clock counts waits for the GIL; its CPU time is what inline would cost.
@@ -311,18 +339,22 @@ def _timed(body: Callable[[BatchRun], None], run: BatchRun) -> tuple[float, floa
     return time.thread_time() - cpu, time.perf_counter() - wall
 
 
-def _inline(body: Callable[[BatchRun], None], run: BatchRun) -> tuple[float, float]:
-    """``_timed`` on the loop's thread, the running loop hidden as it is from a worker thread.
+def _inline(body: Callable[[BatchRun], None], run: BatchRun) -> tuple[float, float, bool]:
+    """``_timed`` on the loop's thread, the running loop hidden as it is from a worker thread, and
+    whether the thread blocked meanwhile.
 
     Sync code may start a loop of its own (``asyncio.run`` around an async client): in a worker
     thread that works, and it must go on working when its batches move onto the loop's thread.
     """
     loop = asyncio._get_running_loop()
     asyncio._set_running_loop(None)
+    before = _blocks()
     try:
-        return _timed(body, run)
+        cpu_s, wall_s = _timed(body, run)
     finally:
         asyncio._set_running_loop(loop)
+    after = _blocks()
+    return cpu_s, wall_s, before is None or after is None or after > before
 
 
 async def run_user_code(
@@ -344,8 +376,8 @@ async def run_user_code(
     if placement is None:
         await asyncio.to_thread(body, run)
     elif placement.inline:
-        cpu_s, wall_s = _inline(body, run)
-        placement.record(inline=True, cpu_s=cpu_s, wall_s=wall_s)
+        cpu_s, wall_s, blocked = _inline(body, run)
+        placement.record(inline=True, cpu_s=cpu_s, wall_s=wall_s, blocked=blocked)
     else:
         cpu_s, wall_s = await asyncio.to_thread(_timed, body, run)
         placement.record(inline=False, cpu_s=cpu_s, wall_s=wall_s)

@@ -47,6 +47,24 @@ def test_percentile_is_nearest_rank() -> None:
     assert measure.percentile([], 50) is None
 
 
+def test_spectrum_keeps_the_tail_densely_and_ends_at_the_maximum() -> None:
+    spec = dict(map(tuple, measure.spectrum(list(range(1, 100_001)))))
+    assert (spec[0.0], spec[50.0], spec[99.0], spec[99.99], spec[100.0]) == (1, 50_000, 99_000, 99_990, 100_000)
+    assert measure.spectrum([]) == []
+
+
+def test_distribution_has_one_curve_per_run_without_saturated_points_or_the_maximum() -> None:
+    r = _results()
+    curves = report.distribution(r, 100, "50%")
+    assert list(curves) == ["streampod"]
+    assert curves["streampod"] == [[(50.0, 5.0), (99.0, 90.0 + run)] for run in (1, 2)]
+    r.open_loop[0]["msgs_per_s"] = 100.0  # run 1 of 100 B came out at a fifth of its input: a queue
+    assert report.distribution(r, 100, "50%")["streampod"] == [[(50.0, 5.0), (99.0, 92.0)]]
+    for rec in r.open_loop:  # a results.json from before the percentiles were kept
+        rec.pop("percentiles_ms", None)
+    assert report.distribution(r, 1000, "50%") == {}
+
+
 def test_steady_rate_leaves_out_warm_up_and_tail() -> None:
     # 1,000 outputs one ms apart after a 5 s start-up gap for the first 50.
     appended = [0] * 50 + [5_000 + i for i in range(950)]
@@ -111,7 +129,8 @@ def _results() -> Results:
             r.open_loop.append({"run": run, "variant": "streampod", "size": size, "load": "50%", "p50_ms": 5.0,
                                 "p99_ms": 90.0 + run, "p999_ms": 120.0, "max_ms": 130.0, "msgs_per_s": 500.0,
                                 "offered_msgs_per_s": 500.0, "target_msgs_per_s": 500.0, "lost": 0, "duplicated": 0,
-                                "saturated": False})  # fmt: skip
+                                "saturated": False,
+                                "percentiles_ms": [[50.0, 5.0], [99.0, 90.0 + run], [100.0, 130.0]]})  # fmt: skip
             r.open_loop.append({"run": run, "variant": "per-message", "size": size, "load": "50%",
                                 "skipped": "too slow", "saturated": True, "offered_msgs_per_s": 500.0,
                                 "target_msgs_per_s": 500.0})  # fmt: skip

@@ -288,6 +288,18 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return float(sorted_values[rank - 1])
 
 
+#: The percentiles kept of every open-loop point, for the report's latency distribution: dense in the
+#: tail, where the variants differ (nearest rank; 100 is the maximum).
+SPECTRUM: Final = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
+
+
+def spectrum(sorted_values: Sequence[float]) -> list[list[float]]:
+    """[percentile, value] at each of ``SPECTRUM``; empty without values."""
+    if not sorted_values:
+        return []
+    return [[q, v] for q in SPECTRUM if (v := percentile(sorted_values, q)) is not None]
+
+
 @dataclass
 class Counts:
     outputs: int

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import orjson
 
-from streampod.bench.runner import Config, Record, Results, medians, points, rate_label
+from streampod.bench.runner import Config, Record, Results, is_saturated, medians, points, rate_label
 from streampod.bench.variants import HOP_HISTOGRAMS
 
 NAMES: Final = {
@@ -299,6 +299,11 @@ def chart(results: Results, path: Path) -> None:
     panels = 1 + (len(cfg.sizes) if cfg.open_loop else 0)
     # A second row for the fixed rates: the only latency points a slower variant reaches at all.
     rows = 2 if cfg.open_loop and cfg.rates else 1
+    # A last row for the latency distribution at the first load point (results.json since 2026-12-03).
+    spread_at = None
+    if cfg.open_loop and cfg.loads and any(r.get("percentiles_ms") for r in results.open_loop):
+        spread_at = f"{cfg.loads[0]:.0%}"
+        rows += 1
     fig, axes = plt.subplots(rows, panels, figsize=(6 * panels, 4.8 * rows), squeeze=False)
     ax = axes[0][0]
     _bars(ax, drain, names, cfg.sizes, "msgs_per_s", "messages per second (log)")
@@ -310,15 +315,22 @@ def chart(results: Results, path: Path) -> None:
             _latency_panel(axes[0][k + 1], opened, names, size, loads, styles)
             axes[0][k + 1].set_xlabel("offered load, % of the in-process maximum")
             axes[0][k + 1].set_title(f"Latency, {size_label(size)} (saturated points left out)")
-            if rows == 2:
+            if cfg.rates:
                 rates = [(rate, rate_label(rate)) for rate in cfg.rates]
                 _latency_panel(axes[1][k + 1], opened, names, size, rates, styles)
                 axes[1][k + 1].set_xscale("log")
                 axes[1][k + 1].set_xlabel("offered load, msgs/s (fixed rates)")
                 axes[1][k + 1].set_title(f"Latency at fixed rates, {size_label(size)}")
-        if rows == 2:
+        if cfg.rates:
             _bars(axes[1][0], drain, names, cfg.sizes, "cpu_s_per_million", "CPU s per million messages (log)")
             axes[1][0].set_title("Drain CPU per message, all of a variant's processes")
+    if spread_at is not None:
+        row = axes[-1]
+        row[0].axis("off")
+        row[0].text(0.02, 0.5, _SPREAD_NOTE, va="center", fontsize=9, wrap=True)
+        for k, size in enumerate(cfg.sizes):
+            _distribution_panel(row[k + 1], distribution(results, size, spread_at), names)
+            row[k + 1].set_title(f"Latency distribution at {spread_at} load, {size_label(size)}, every run")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -373,6 +385,50 @@ def _latency_panel(
     ax.set_yscale("log")
     ax.set_ylabel("latency ms (log)")
     ax.legend(fontsize=6, ncol=2)
+
+
+_SPREAD_NOTE: Final = (
+    "Latency distribution (last row): one line per run,\n"
+    "the percentiles of the latencies of every message due\n"
+    "after the warm-up (input CreateTime to output\n"
+    "LogAppendTime), the same messages as the table's\n"
+    "p50 / p99 / p99.9. The x axis stretches the tail:\n"
+    "each step right is ten times rarer. Points that\n"
+    "saturated or were skipped are left out."
+)
+
+
+def distribution(results: Results, size: int, load: str) -> dict[str, list[list[tuple[float, float]]]]:
+    """Per variant, one curve per run of (percentile, ms) at an open-loop point, below the maximum.
+
+    Runs that saturated (a queue, not the variant's latency) or have no percentiles are left out.
+    """
+    out: dict[str, list[list[tuple[float, float]]]] = {}
+    for r in sorted(results.open_loop, key=lambda r: r["run"]):
+        if r["size"] != size or r.get("load") != load or "skipped" in r or is_saturated(r):
+            continue
+        curve = [(q, ms) for q, ms in r.get("percentiles_ms") or () if q < 100]
+        if curve:
+            out.setdefault(r["variant"], []).append(curve)
+    return out
+
+
+def _distribution_panel(ax: Any, curves: dict[str, list[list[tuple[float, float]]]], names: Sequence[str]) -> None:
+    # x = 1 / (1 - q): 50 % at 2, 99 % at 100, 99.99 % at 10,000 (HdrHistogram's percentile plot).
+    for i, v in enumerate(names):
+        for n, curve in enumerate(curves.get(v, [])):
+            xs = [1.0 / (1.0 - q / 100.0) for q, _ in curve]
+            label = f"{NAMES.get(v, v)} ({len(curves[v])} runs)" if n == 0 else None
+            ax.plot(xs, [ms for _, ms in curve], "-", color=f"C{i}", alpha=0.8, linewidth=1.2, label=label)
+    ticks = [(0.0, "0"), (50.0, "50"), (90.0, "90"), (99.0, "99"), (99.9, "99.9"), (99.99, "99.99")]
+    ax.set_xscale("log")
+    ax.set_xticks([1.0 / (1.0 - q / 100.0) for q, _ in ticks])
+    ax.set_xticklabels([label for _, label in ticks])
+    ax.set_xlabel("percentile")
+    ax.set_yscale("log")
+    ax.set_ylabel("latency ms (log)")
+    if curves:
+        ax.legend(fontsize=7)
 
 
 def write(results: Results, out: Path, *, png: bool = True) -> list[Path]:

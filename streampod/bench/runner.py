@@ -404,6 +404,7 @@ class Bench:
         rec["latency_samples"] = len(lat)
         for q, key in ((50, "p50_ms"), (99, "p99_ms"), (99.9, "p999_ms"), (100, "max_ms")):
             rec[key] = measure.percentile(lat, q)
+        rec["percentiles_ms"] = measure.spectrum(lat)
         # For ``is_saturated``: did a queue grow during the window?
         by_time = [first[i] for i in sorted(first)]  # ids rise with the time they were produced
         quarter = len(by_time) // 4

@@ -295,8 +295,6 @@ SPECTRUM: Final = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 9
 
 def spectrum(sorted_values: Sequence[float]) -> list[list[float]]:
     """[percentile, value] at each of ``SPECTRUM``; empty without values."""
-    if not sorted_values:
-        return []
     return [[q, v] for q in SPECTRUM if (v := percentile(sorted_values, q)) is not None]
 
 

@@ -3,6 +3,7 @@
   streampod bench --smoke      5,000 messages of ~100 B, one drain run of each installed variant
   streampod bench --full       the report: 3 runs, ~100 B and ~1 KB, drain and open loop, into docs/benchmark/
   streampod bench --profile py-spy   one drain of the streampod variant under a profiler
+  streampod bench --crash      what a SIGKILL of each process costs (outage, duplicates), into crash.{json,md}
   streampod bench --render docs/benchmark/results.json   the report again from a run's results.json
 
 Any option below overrides the preset. A local Kafka broker is started unless --bootstrap (or
@@ -15,13 +16,16 @@ import argparse
 import dataclasses
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
-from streampod.bench import profiling, variants
+from streampod.bench import crash, profiling, variants
 from streampod.bench.runner import Bench, Config, Results
+
+T = TypeVar("T")
 
 REPO: Final = Path(__file__).resolve().parent.parent.parent
 SMOKE: Final = Config(
@@ -58,6 +62,9 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     preset.add_argument("--full", action="store_true", help="the committed report (writes docs/benchmark/)")
     preset.add_argument("--profile", choices=profiling.KINDS, help="profile the streampod variant during a drain")
     preset.add_argument(
+        "--crash", action="store_true", help="kill each process once mid-drain: outage and duplicates (crash.md)"
+    )
+    preset.add_argument(
         "--render",
         type=Path,
         metavar="RESULTS_JSON",
@@ -88,6 +95,12 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         metavar="STREAMPOD_NAME=VALUE",
         help="a setting for the streampod variant's three services (repeatable): to measure a tuning",
     )
+    p.add_argument(
+        "--scenarios",
+        type=_csv,
+        help=f"--crash: variant[:victim[+static]], comma-separated (default {','.join(crash.SCENARIOS)})",
+    )
+    p.add_argument("--kill-at", type=float, help="--crash: the share of the messages out when the victim is killed")
     p.add_argument("--seed", type=int, help="seed of the random order (default: random, and reported)")
     p.add_argument("--no-install", action="store_true", help="do not install Quix Streams (skip it if missing)")
     p.add_argument("--bootstrap", help="an existing Kafka broker, host:port")
@@ -127,15 +140,45 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     return cfg, a
 
 
-def run(cfg: Config, bootstrap: str | None, workdir: Path) -> Results:
-    """Run on the given broker, or on a local one started for the run."""
+def _on_broker(bootstrap: str | None, workdir: Path, measure: Callable[[str], T]) -> T:
+    """``measure(bootstrap)`` on the given broker, or on a local one started for the run."""
     if bootstrap:
-        return Bench(cfg, bootstrap, workdir).run()
+        return measure(bootstrap)
     from streampod.localkafka import LocalKafka
 
     print("bench: starting a local Kafka broker …", flush=True)
     with LocalKafka(log_dir=workdir / "kafka") as kafka:
-        return Bench(cfg, kafka.bootstrap_servers, workdir).run()
+        return measure(kafka.bootstrap_servers)
+
+
+def run(cfg: Config, bootstrap: str | None, workdir: Path) -> Results:
+    return _on_broker(bootstrap, workdir, lambda b: Bench(cfg, b, workdir).run())
+
+
+def crash_config(cfg: Config, a: argparse.Namespace) -> crash.CrashConfig:
+    """The crash run's settings from the options that apply to it (messages, size, runs, seed, install)."""
+    changes: dict[str, Any] = {"runs": cfg.runs if a.runs is not None else 1, "install_quix": cfg.install_quix}
+    if a.messages is not None:
+        changes["messages"] = a.messages
+    if a.sizes:
+        changes["size"] = a.sizes[0]
+    if a.seed is not None:
+        changes["seed"] = a.seed
+    if a.scenarios:
+        for s in a.scenarios:
+            crash.parse_scenario(s)
+        changes["scenarios"] = a.scenarios
+    if a.kill_at is not None:
+        changes["kill_at"] = a.kill_at
+    return dataclasses.replace(crash.CrashConfig(), **changes)
+
+
+def run_crash(cfg: crash.CrashConfig, bootstrap: str | None, workdir: Path, out: Path) -> int:
+    results = _on_broker(bootstrap, workdir, lambda b: crash.CrashBench(cfg, b, workdir).run())
+    written = crash.write(results, out)
+    print(crash.markdown(results))
+    print(f"bench: wrote {', '.join(map(str, written))}")
+    return 1 if any(r.get("error") or r.get("lost") for r in results.scenarios) else 0
 
 
 def render(path: Path, out: Path | None) -> int:
@@ -152,9 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg, a = parse(argv)
     if a.render is not None:
         return render(a.render, a.out)
+    crash_cfg = None
+    if a.crash:
+        try:
+            crash_cfg = crash_config(cfg, a)
+        except ValueError as exc:
+            print(f"streampod bench: {exc}")
+            return 2
     workdir = a.workdir or Path(tempfile.mkdtemp(prefix="streampod-bench-"))
     out = a.out or workdir / "results"
     print(f"bench: logs in {workdir}", flush=True)
+    if crash_cfg is not None:
+        return run_crash(crash_cfg, a.bootstrap, workdir, out)
     started = time.monotonic()
     results = run(cfg, a.bootstrap, workdir)
     from streampod.bench import report

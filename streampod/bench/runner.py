@@ -46,6 +46,21 @@ def points(cfg: Config) -> list[tuple[str, str | None, float]]:
 OUTPUT_TOPIC_CONFIG: Final = {"message.timestamp.type": "LogAppendTime"}
 
 
+def open_job(bootstrap: str, topic_in: str, topic_out: str, group: str, workdir: Path) -> variants.Job:
+    """One measurement's job, its output topic (LogAppendTime) and dead-letter topic created."""
+    job = variants.Job(bootstrap, topic_in, topic_out, group, workdir, dead_letter_topic=f"{group}.dlq")
+    create_topic(bootstrap, job.topic_out, PARTITIONS, OUTPUT_TOPIC_CONFIG)
+    create_topic(bootstrap, job.dead_letter_topic, 1)
+    return job
+
+
+def close_job(job: variants.Job, also: tuple[str, ...] = ()) -> None:
+    """Delete what ``open_job`` created (and ``also``), whatever the measurement left behind."""
+    for topic in (job.topic_out, job.dead_letter_topic, *also):
+        with contextlib.suppress(Exception):
+            delete_topic(job.bootstrap, topic)
+
+
 @dataclass(frozen=True)
 class Config:
     messages: int = 100_000
@@ -261,16 +276,10 @@ class Bench:
         else:
             topic_in, n = f"bench-open-{size}-{uid}", int(rate * self.cfg.open_seconds)
             create_topic(self.bootstrap, topic_in, PARTITIONS)
-        job = variants.Job(
-            bootstrap=self.bootstrap,
-            topic_in=topic_in,
-            topic_out=f"bench-out-{name}-{size}-{mode}-{uid}",
-            group=group,
-            workdir=self.workdir / f"run{run}-{name}-{size}-{mode}",
-            dead_letter_topic=f"{group}.dlq",
-        )
-        create_topic(self.bootstrap, job.topic_out, PARTITIONS, OUTPUT_TOPIC_CONFIG)
-        create_topic(self.bootstrap, job.dead_letter_topic, 1)
+        job = open_job(
+            self.bootstrap, topic_in, f"bench-out-{name}-{size}-{mode}-{uid}", group,
+            self.workdir / f"run{run}-{name}-{size}-{mode}",
+        )  # fmt: skip
         rec: Record = {"run": run, "variant": name, "size": size, "load": load, "messages": n}
         if load is not None:
             rec["target_msgs_per_s"] = rec["offered_msgs_per_s"] = round(rate, 1)
@@ -283,9 +292,7 @@ class Bench:
             rec["error"] = f"{type(exc).__name__}: {exc}"
             self.say(traceback.format_exc())
         finally:
-            for topic in (job.topic_out, job.dead_letter_topic) + ((topic_in,) if load is not None else ()):
-                with contextlib.suppress(Exception):
-                    delete_topic(self.bootstrap, topic)
+            close_job(job, also=(topic_in,) if load is not None else ())
         return rec
 
     @contextlib.contextmanager

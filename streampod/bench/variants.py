@@ -66,14 +66,36 @@ class Variant(ABC):
     def logs(self) -> str: ...
 
 
+class Crashable(ABC):
+    """The optional ability ``streampod bench --crash`` needs: kill a process with SIGKILL and start it again."""
+
+    #: The processes that can be crashed, by the names ``named_processes`` gives them.
+    victims: tuple[str, ...]
+
+    @abstractmethod
+    def crash(self, victim: str) -> float:
+        """SIGKILL ``victim`` and start it again, as a container runtime restarts a container.
+
+        Returns the seconds from the kill until it was started again (and, where it has one,
+        answered its health check).
+        """
+
+
 class _Proc:
     """One child process logging to a file."""
 
     def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.log_path = log
+        self._argv, self._env = argv, env
         self._out: IO[bytes] = log.open("ab")
         self.popen = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, env=env)
+
+    def crash(self) -> None:
+        """SIGKILL, then the same command again, logging to the same file."""
+        self.popen.kill()
+        self.popen.wait(10)
+        self.popen = subprocess.Popen(self._argv, stdout=self._out, stderr=subprocess.STDOUT, env=self._env)
 
     def stop(self) -> int | None:
         if self.popen.poll() is None:
@@ -120,6 +142,11 @@ class _Processes(Variant):
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self._procs)
+
+    def crash(self, victim: str) -> float:
+        started = time.monotonic()
+        next(p for p in self._procs if p.name == victim).crash()
+        return time.monotonic() - started
 
 
 def _wait_http(port: int, proc: _Proc, timeout_s: float = 30.0) -> None:
@@ -169,9 +196,10 @@ def histogram_totals(text: str) -> dict[str, tuple[float, float]]:
     return out
 
 
-class Streampod(Variant):
+class Streampod(Variant, Crashable):
     name = "streampod"
     title = "streampod (3 processes, contract v1)"
+    victims = ("input-reader", "app", "output-writer")
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         #: Settings given to all three services (``bench --streampod-env``): the tuning under test.
@@ -242,6 +270,11 @@ class Streampod(Variant):
     def logs(self) -> str:
         return self.stage.logs()
 
+    def crash(self, victim: str) -> float:
+        started = time.monotonic()
+        self.stage.restart(victim)
+        return time.monotonic() - started
+
 
 class Baseline(_Processes):
     name = "per-message"
@@ -268,9 +301,10 @@ class Baseline(_Processes):
         )  # fmt: skip
 
 
-class InProcess(_Processes):
+class InProcess(_Processes, Crashable):
     name = "in-process"
     title = "in-process limit (1 process, confluent-kafka)"
+    victims = ("inprocess",)
 
     def start(self, job: Job) -> None:
         self._spawn(
@@ -281,9 +315,10 @@ class InProcess(_Processes):
         )  # fmt: skip
 
 
-class Quix(_Processes):
+class Quix(_Processes, Crashable):
     name = "quix"
     title = "Quix Streams (1 process)"
+    victims = ("quix",)
 
     def __init__(self, install: bool) -> None:
         super().__init__()

@@ -1,0 +1,323 @@
+"""``streampod bench --crash``: what a crashed process costs each variant, side by side in one run.
+
+At-least-once says nothing is lost when a process dies; it does not say what the crash costs. For
+each scenario the variant drains a preloaded topic; once ``kill_at`` of the messages are out, one of
+its processes gets SIGKILL and is started again at once (as a container runtime restarts a crashed
+container, without its back-off), and the drain goes on to the end. Measured from the output topic
+(LogAppendTime): the **outage** (the longest gap between two outputs that ends after the kill), the
+**extra seconds** the drain took against a drain of the same variant without a crash in the same
+run, and the **duplicates** (inputs that came out twice: the price of at-least-once). Lost must be 0.
+
+The streampod reader is crashed twice: with the shipped default (dynamic group membership, so its
+partitions wait for the dead member's session timeout, as the others' do) and with static
+membership (``STREAMPOD_GROUP_INSTANCE_ID``, the chart's ``inputReader.staticMembership``), whose
+restarted reader takes its partitions back at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import os
+import random
+import statistics
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from streampod.bench import measure, variants, workload
+from streampod.bench.runner import PARTITIONS, Say, close_job, describe_machine, open_job
+from streampod.localkafka import create_topic, delete_topic
+
+#: A crash scenario: ``variant:victim``, or ``variant`` alone for the drain without a crash.
+STATIC: Final = "+static"
+SCENARIOS: Final = (
+    "streampod",
+    "streampod:input-reader",
+    f"streampod:input-reader{STATIC}",
+    "streampod:app",
+    "streampod:output-writer",
+    "in-process",
+    "in-process:inprocess",
+    "quix",
+    "quix:quix",
+)
+#: No output for this long (a session timeout is 45 s) ends the scenario as failed.
+STALL_S: Final = 120.0
+#: Once every message is out at least once, the outputs must stop growing for this long.
+QUIET_S: Final = 2.0
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CrashConfig:
+    messages: int = 300_000
+    size: int = 1000
+    runs: int = 1
+    #: The share of the messages out when the victim is killed.
+    kill_at: float = 0.3
+    scenarios: tuple[str, ...] = SCENARIOS
+    seed: int | None = None
+    install_quix: bool = True
+
+
+@dataclass
+class CrashResults:
+    config: CrashConfig
+    machine: Record
+    seed: int
+    started: str = ""
+    finished: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)
+    scenarios: list[Record] = field(default_factory=list)
+
+    def to_json(self) -> Record:
+        out = asdict(self)
+        out["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()}
+        out["summary"] = summary(self.scenarios)
+        return out
+
+
+def parse_scenario(text: str) -> tuple[str, str | None, bool]:
+    """``variant[:victim[+static]]`` -> (variant, victim or None, static membership)."""
+    variant, _, victim = text.partition(":")
+    static = victim.endswith(STATIC)
+    victim = victim.removesuffix(STATIC)
+    if variant not in variants.ALL or variant == "per-message":
+        raise ValueError(f"scenario {text!r}: variant must be one of streampod, in-process, quix")
+    return variant, victim or None, static
+
+
+def outage_ms(appended_ms: Sequence[int], kill_ms: float) -> int | None:
+    """The longest gap between two consecutive outputs (by append time) that ends after the kill."""
+    ts = sorted(appended_ms)
+    gaps = [b - a for a, b in itertools.pairwise(ts) if b >= kill_ms]
+    return max(gaps) if gaps else None
+
+
+def drain_seconds(appended_ms: Sequence[int]) -> float | None:
+    """From the first output's append to the last's: the drain as the broker saw it."""
+    if len(appended_ms) < 2:
+        return None
+    return (max(appended_ms) - min(appended_ms)) / 1000.0
+
+
+class CrashBench:
+    def __init__(self, config: CrashConfig, bootstrap: str, workdir: Path, say: Say = print) -> None:
+        self.cfg = config
+        self.bootstrap = bootstrap
+        self.workdir = workdir
+        self.say = say
+        seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
+        self.rng = random.Random(seed)
+        self.tag = uuid.uuid4().hex[:6]
+        skipped: dict[str, str] = {}
+        quix_version = None
+        for name in {parse_scenario(s)[0] for s in config.scenarios}:
+            v = variants.make(name, install_quix=config.install_quix)
+            why = v.unavailable()
+            if why:
+                skipped[name] = why
+                say(f"bench: {name} skipped: {why}")
+            if isinstance(v, variants.Quix):
+                quix_version = v.version
+        machine = describe_machine(bootstrap, measure.broker_process(bootstrap), quix_version)
+        self.results = CrashResults(config, machine, seed, skipped=skipped)
+
+    def run(self) -> CrashResults:
+        r = self.results
+        r.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        topic_in = f"bench-crash-in-{self.cfg.size}-{self.tag}"
+        create_topic(self.bootstrap, topic_in, PARTITIONS)
+        try:
+            seconds = workload.preload(self.bootstrap, topic_in, self.cfg.messages, self.cfg.size)
+            self.say(f"bench: preloaded {self.cfg.messages:,} messages of ~{self.cfg.size} B in {seconds:.1f} s")
+            for run in range(1, self.cfg.runs + 1):
+                todo = [s for s in self.cfg.scenarios if parse_scenario(s)[0] not in r.skipped]
+                self.rng.shuffle(todo)
+                for scenario in todo:
+                    rec = self._scenario(run, scenario, topic_in)
+                    r.scenarios.append(rec)
+                    self.say(announce(rec))
+        finally:
+            with contextlib.suppress(Exception):
+                delete_topic(self.bootstrap, topic_in)
+            r.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            r.machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        return r
+
+    def _scenario(self, run: int, scenario: str, topic_in: str) -> Record:
+        name, victim, static = parse_scenario(scenario)
+        uid = uuid.uuid4().hex[:6]
+        group = f"bench-crash-{name}-{uid}"
+        env = {"STREAMPOD_GROUP_INSTANCE_ID": f"{group}-reader"} if static else {}
+        variant = variants.make(name, install_quix=False, streampod_env=env)
+        workdir = self.workdir / f"run{run}-{scenario.replace(':', '-').replace('+', '-')}"
+        job = open_job(self.bootstrap, topic_in, f"bench-crash-out-{name}-{uid}", group, workdir)
+        rec: Record = {"run": run, "scenario": scenario, "variant": name, "victim": victim, "static": static}
+        try:
+            self._drain(variant, victim, job, rec)
+        except Exception as exc:
+            rec["error"] = f"{type(exc).__name__}: {exc}"
+            self.say(traceback.format_exc())
+        finally:
+            close_job(job)
+        return rec
+
+    def _drain(self, variant: variants.Variant, victim: str | None, job: variants.Job, rec: Record) -> None:
+        n = self.cfg.messages
+        kill_after = int(self.cfg.kill_at * n) if victim else None
+        watch = measure.Watermarks(self.bootstrap, job.topic_out, PARTITIONS)
+        variant.start(job)
+        try:
+            last, changed = -1, time.monotonic()
+            while True:
+                total = watch.total()
+                now = time.monotonic()
+                if total != last:
+                    last, changed = total, now
+                elif now - changed > STALL_S:
+                    raise RuntimeError(f"no output for {STALL_S:.0f} s at {total:,} of {n:,}")
+                if kill_after is not None and total >= kill_after:
+                    if not isinstance(variant, variants.Crashable) or victim not in variant.victims:
+                        raise ValueError(f"{variant.name} has no process {victim!r} to crash")
+                    rec["outputs_at_kill"] = total
+                    rec["kill_ms"] = time.time() * 1000.0
+                    rec["restart_s"] = round(variant.crash(victim), 2)
+                    kill_after = None
+                elif kill_after is None and total >= n and now - changed >= QUIET_S:
+                    outputs = measure.read_outputs(self.bootstrap, job.topic_out, PARTITIONS)
+                    if measure.count_ids(outputs.ids, 0, n).lost == 0:
+                        break
+                if not variant.alive():
+                    raise RuntimeError("a process exited")
+                time.sleep(0.1)
+        except BaseException:
+            self.say(variant.logs())
+            raise
+        finally:
+            watch.close()
+            rec["exit_codes"] = variant.stop()
+        outputs = measure.read_outputs(self.bootstrap, job.topic_out, PARTITIONS)
+        counts = measure.count_ids(outputs.ids, 0, n)
+        rec.update(asdict(counts))
+        rec["dead_letters"] = measure.count_records(self.bootstrap, job.dead_letter_topic, 1)
+        rec["drain_s"] = drain_seconds(outputs.appended_ms)
+        if "kill_ms" in rec:
+            rec["outage_ms"] = outage_ms(outputs.appended_ms, rec["kill_ms"])
+        if counts.lost:
+            rec["error"] = f"{counts.lost} message(s) lost"
+
+
+def announce(rec: Record) -> str:
+    parts = [f"bench: run {rec['run']} crash {rec['scenario']}:"]
+    if rec.get("drain_s") is not None:
+        parts.append(f"drain {rec['drain_s']:.1f} s")
+    if rec.get("outage_ms") is not None:
+        parts.append(f"outage {rec['outage_ms']:,} ms")
+    parts.append(f"lost {rec.get('lost')} dup {rec.get('duplicated')}")
+    if rec.get("error"):
+        parts.append(f"ERROR {rec['error']}")
+    return " ".join(parts)
+
+
+def summary(records: Sequence[Record]) -> list[Record]:
+    """Per scenario, medians over the runs; the extra seconds against the same run's drain without a crash."""
+    control = {(r["run"], r["variant"]): r.get("drain_s") for r in records if r.get("victim") is None}
+    rows: dict[str, list[Record]] = {}
+    for r in records:
+        rows.setdefault(r["scenario"], []).append(r)
+    out = []
+    for scenario in [s for s in SCENARIOS if s in rows] + sorted(set(rows) - set(SCENARIOS)):
+        recs = rows[scenario]
+        extra = []
+        for r in recs:
+            base = control.get((r["run"], r["variant"]))
+            if r.get("victim") and r.get("drain_s") is not None and base is not None:
+                extra.append(r["drain_s"] - base)
+
+        def med(values: Sequence[float | None]) -> float | None:
+            present = [v for v in values if v is not None]
+            return statistics.median(present) if present else None
+
+        out.append(
+            {
+                "scenario": scenario,
+                "runs": len(recs),
+                "drain_s": med([r.get("drain_s") for r in recs]),
+                "extra_s": med(extra),
+                "outage_ms": med([r.get("outage_ms") for r in recs]),
+                "restart_s": med([r.get("restart_s") for r in recs]),
+                "duplicated": med([r.get("duplicated") for r in recs]),
+                "lost": max((r.get("lost") or 0 for r in recs), default=0),
+                "errors": [r["error"] for r in recs if r.get("error")],
+            }
+        )
+    return out
+
+
+_TITLES: Final = {
+    "streampod": "streampod, no crash",
+    "streampod:input-reader": "streampod, input reader killed",
+    f"streampod:input-reader{STATIC}": "streampod, input reader killed (static membership)",
+    "streampod:app": "streampod, app killed",
+    "streampod:output-writer": "streampod, output writer killed",
+    "in-process": "in-process limit, no crash",
+    "in-process:inprocess": "in-process limit, its process killed",
+    "quix": "Quix Streams, no crash",
+    "quix:quix": "Quix Streams, its process killed",
+}
+
+
+def markdown(results: CrashResults) -> str:
+    cfg = results.config
+    m = results.machine
+    lines = [
+        "# What a crash costs: streampod against the in-process limit and Quix Streams",
+        "",
+        f"Generated by `streampod bench --crash` from {results.started} to {results.finished}; medians of "
+        f"{cfg.runs} run(s) in random order (seed {results.seed}). How to read it: docs/benchmark.md, "
+        '"What a crash costs".',
+        "",
+        f"- {m.get('nproc')} CPU(s), {m.get('cpu_model')}; Python {m.get('python')}; "
+        f"librdkafka {m.get('librdkafka')}; Quix Streams {m.get('quixstreams') or 'not installed'}; "
+        f"{m.get('kafka_broker')}",
+        f"- {cfg.messages:,} messages of ~{cfg.size} B preloaded in {PARTITIONS} partitions; the victim "
+        f"gets SIGKILL once {cfg.kill_at:.0%} of them are out and is started again at once",
+    ]
+    lines += [f"- {name} skipped: {why}" for name, why in results.skipped.items()]
+    lines += [
+        "",
+        "| scenario | drain s | extra s | outage ms | restart s | duplicates | lost |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for row in summary(results.scenarios):
+        dup = row["duplicated"]
+        share = "" if dup is None else f" ({100 * dup / cfg.messages:.2f} %)"
+        lines.append(
+            f"| {_TITLES.get(row['scenario'], row['scenario'])} | {num(row['drain_s'], '.1f')} | "
+            f"{num(row['extra_s'], '+.1f')} | {num(row['outage_ms'], ',.0f')} | {num(row['restart_s'], '.2f')} | "
+            f"{num(dup, ',.0f')}{share} | {row['lost']} |"
+        )
+        lines += [f"|  | error: {e} |  |  |  |  |  |" for e in row["errors"]]
+    return "\n".join(lines) + "\n"
+
+
+def write(results: CrashResults, out: Path) -> list[Path]:
+    import orjson
+
+    out.mkdir(parents=True, exist_ok=True)
+    js, md = out / "crash.json", out / "crash.md"
+    js.write_bytes(orjson.dumps(results.to_json(), option=orjson.OPT_INDENT_2))
+    md.write_text(markdown(results))
+    return [js, md]

@@ -1,0 +1,111 @@
+"""``streampod bench --crash``: its arithmetic, its options and its report, without a broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streampod.bench import cli, crash, variants
+
+
+def test_outage_is_the_longest_gap_that_ends_after_the_kill() -> None:
+    # A longer gap before the kill (start-up, say) does not count; the one across the kill does.
+    appended = [1_000, 3_000, 3_010, 3_020, 3_700, 3_705, 5_000]
+    assert crash.outage_ms(appended, kill_ms=3_500) == 1_295
+    assert crash.outage_ms(appended, kill_ms=3_030) == 1_295
+    assert crash.outage_ms(list(reversed(appended)), kill_ms=3_500) == 1_295
+    assert crash.outage_ms(appended, kill_ms=6_000) is None
+    assert crash.outage_ms([], kill_ms=0) is None
+
+
+def test_drain_seconds_run_from_the_first_append_to_the_last() -> None:
+    assert crash.drain_seconds([5_000, 1_000, 3_500]) == 4.0
+    assert crash.drain_seconds([1_000]) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("streampod", ("streampod", None, False)),
+        ("streampod:app", ("streampod", "app", False)),
+        ("streampod:input-reader+static", ("streampod", "input-reader", True)),
+        ("quix:quix", ("quix", "quix", False)),
+    ],
+)
+def test_scenarios_name_a_variant_and_the_process_to_kill(text: str, parsed: tuple[str, str | None, bool]) -> None:
+    assert crash.parse_scenario(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["per-message:app", "flink", ""])
+def test_a_scenario_without_a_crashable_variant_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="variant must be one of"):
+        crash.parse_scenario(text)
+
+
+def test_every_default_victim_is_a_process_its_variant_can_crash() -> None:
+    for scenario in crash.SCENARIOS:
+        name, victim, _ = crash.parse_scenario(scenario)
+        if victim is not None:
+            v = variants.make(name, install_quix=False)
+            assert isinstance(v, variants.Crashable)
+            assert victim in v.victims
+
+
+def _rec(run: int, scenario: str, drain_s: float, **more: object) -> dict[str, object]:
+    name, victim, static = crash.parse_scenario(scenario)
+    return {"run": run, "scenario": scenario, "variant": name, "victim": victim, "static": static,
+            "drain_s": drain_s, "lost": 0, "duplicated": 0, **more}  # fmt: skip
+
+
+def test_summary_takes_the_extra_seconds_against_the_same_runs_drain_without_a_crash() -> None:
+    records = [
+        _rec(1, "streampod", 8.0),
+        _rec(1, "streampod:app", 9.0, outage_ms=600, restart_s=0.6, duplicated=1_000),
+        _rec(2, "streampod", 10.0),
+        _rec(2, "streampod:app", 13.0, outage_ms=800, restart_s=0.7, duplicated=3_000),
+        _rec(1, "in-process", 5.0),
+        _rec(1, "in-process:inprocess", 50.0, outage_ms=45_000, lost=2, error="2 message(s) lost"),
+    ]
+    rows = {r["scenario"]: r for r in crash.summary(records)}
+    assert list(rows) == ["streampod", "streampod:app", "in-process", "in-process:inprocess"]
+    app = rows["streampod:app"]
+    # Run 1: +1.0 s, run 2: +3.0 s; the median of the differences, not the difference of the medians.
+    assert (app["runs"], app["extra_s"], app["outage_ms"], app["duplicated"]) == (2, 2.0, 700, 2_000)
+    assert rows["streampod"]["extra_s"] is None
+    assert rows["in-process:inprocess"]["lost"] == 2
+    assert rows["in-process:inprocess"]["errors"] == ["2 message(s) lost"]
+
+
+def test_the_report_has_a_row_per_scenario_and_shows_losses_and_errors(tmp_path: Path) -> None:
+    cfg = crash.CrashConfig(messages=100_000, scenarios=("streampod", "streampod:output-writer"))
+    results = crash.CrashResults(cfg, {"nproc": 2, "kafka_broker": "local"}, seed=7, skipped={"quix": "not here"})
+    results.scenarios = [
+        _rec(1, "streampod", 4.0),
+        _rec(1, "streampod:output-writer", 4.5, outage_ms=640, restart_s=0.62, duplicated=250),
+    ]
+    md = crash.markdown(results)
+    assert "| streampod, output writer killed | 4.5 | +0.5 | 640 | 0.62 | 250 (0.25 %) | 0 |" in md
+    assert "| streampod, no crash | 4.0 | - | - | - | 0 (0.00 %) | 0 |" in md
+    assert "quix skipped: not here" in md
+    written = crash.write(results, tmp_path)
+    data = orjson.loads((tmp_path / "crash.json").read_bytes())
+    assert [p.name for p in written] == ["crash.json", "crash.md"]
+    assert data["config"]["scenarios"] == ["streampod", "streampod:output-writer"]
+    assert data["summary"][1]["extra_s"] == 0.5
+
+
+def test_crash_options_reach_the_crash_config() -> None:
+    cfg, a = cli.parse(["--crash", "--messages", "20000", "--sizes", "100", "--scenarios", "streampod,streampod:app",
+                        "--kill-at", "0.5", "--seed", "3", "--no-install"])  # fmt: skip
+    c = cli.crash_config(cfg, a)
+    assert c == crash.CrashConfig(
+        messages=20_000, size=100, runs=1, kill_at=0.5, scenarios=("streampod", "streampod:app"), seed=3,
+        install_quix=False,
+    )  # fmt: skip
+
+
+def test_an_unknown_crash_scenario_stops_the_command_with_its_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--crash", "--scenarios", "streampod:app,per-message:app"]) == 2
+    assert "per-message:app" in capsys.readouterr().out

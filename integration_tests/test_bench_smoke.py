@@ -66,7 +66,8 @@ def test_bench_crash_kills_each_streampod_process_mid_drain_and_loses_nothing(
     # long for CI. The streampod scenarios recover in about a second each.
     scenarios = "streampod,streampod:input-reader+static,streampod:app,streampod:output-writer"
     out = tmp_path / "results"
-    argv = [sys.executable, "-m", "streampod", "bench", "--crash", "--messages", "20000", "--sizes", "1000",
+    argv = [sys.executable, "-m", "streampod", "bench", "--crash", "--messages", "40000", "--sizes", "1000",
+            "--kill-after-s", "0.3",
             "--scenarios", scenarios, "--bootstrap", kafka_broker.bootstrap_servers,
             "--out", str(out), "--workdir", str(tmp_path / "work")]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
@@ -75,9 +76,9 @@ def test_bench_crash_kills_each_streampod_process_mid_drain_and_loses_nothing(
     assert sorted(r["scenario"] for r in data["scenarios"]) == sorted(scenarios.split(","))
     for rec in data["scenarios"]:
         assert rec.get("error") is None, rec
-        assert (rec["lost"], rec["distinct"], rec["dead_letters"]) == (0, 20_000, 0), rec
+        assert (rec["lost"], rec["distinct"], rec["dead_letters"]) == (0, 40_000, 0), rec
         if rec["victim"] is not None:
             # The victim was killed mid-drain (not before the first output nor after the last) and restarted.
-            assert 0 < rec["outputs_at_kill"] < 20_000 + rec["duplicated"], rec
+            assert 0 < rec["outputs_at_kill"] < 40_000 + rec["duplicated"], rec
             assert rec["outage_ms"] is not None and rec["restart_s"] > 0, rec
     print((out / "crash.md").read_text())

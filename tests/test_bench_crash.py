@@ -98,10 +98,10 @@ def test_the_report_has_a_row_per_scenario_and_shows_losses_and_errors(tmp_path:
 
 def test_crash_options_reach_the_crash_config() -> None:
     cfg, a = cli.parse(["--crash", "--messages", "20000", "--sizes", "100", "--scenarios", "streampod,streampod:app",
-                        "--kill-at", "0.5", "--seed", "3", "--no-install"])  # fmt: skip
+                        "--kill-after-s", "0.5", "--seed", "3", "--no-install"])  # fmt: skip
     c = cli.crash_config(cfg, a)
     assert c == crash.CrashConfig(
-        messages=20_000, size=100, runs=1, kill_at=0.5, scenarios=("streampod", "streampod:app"), seed=3,
+        messages=20_000, size=100, runs=1, kill_after_s=0.5, scenarios=("streampod", "streampod:app"), seed=3,
         install_quix=False,
     )  # fmt: skip
 

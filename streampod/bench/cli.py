@@ -100,7 +100,7 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         type=_csv,
         help=f"--crash: variant[:victim[+static]], comma-separated (default {','.join(crash.SCENARIOS)})",
     )
-    p.add_argument("--kill-at", type=float, help="--crash: the share of the messages out when the victim is killed")
+    p.add_argument("--kill-after-s", type=float, help="--crash: seconds from the first output to the kill (10)")
     p.add_argument("--seed", type=int, help="seed of the random order (default: random, and reported)")
     p.add_argument("--no-install", action="store_true", help="do not install Quix Streams (skip it if missing)")
     p.add_argument("--bootstrap", help="an existing Kafka broker, host:port")
@@ -168,8 +168,8 @@ def crash_config(cfg: Config, a: argparse.Namespace) -> crash.CrashConfig:
         for s in a.scenarios:
             crash.parse_scenario(s)
         changes["scenarios"] = a.scenarios
-    if a.kill_at is not None:
-        changes["kill_at"] = a.kill_at
+    if a.kill_after_s is not None:
+        changes["kill_after_s"] = a.kill_after_s
     return dataclasses.replace(crash.CrashConfig(), **changes)
 
 

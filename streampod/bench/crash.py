@@ -294,7 +294,7 @@ def markdown(results: CrashResults) -> str:
         '"What a crash costs".',
         "",
         f"- {m.get('nproc')} CPU(s), {m.get('cpu_model')}; Python {m.get('python')}; "
-        f"librdkafka {m.get('librdkafka')}; Quix Streams {m.get('quixstreams') or 'not installed'}; "
+        f"librdkafka {m.get('librdkafka')}; Quix Streams {m.get('quixstreams') or 'not measured'}; "
         f"{m.get('kafka_broker')}",
         f"- {cfg.messages:,} messages of ~{cfg.size} B preloaded in {PARTITIONS} partitions; the victim "
         f"gets SIGKILL {cfg.kill_after_s:g} s after the first output and is started again at once",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -89,6 +90,9 @@ def test_the_report_has_a_row_per_scenario_and_shows_losses_and_errors(tmp_path:
     assert "| streampod, output writer killed | 4.5 | +0.5 | 640 | 0.62 | 250 (0.25 %) | 0 |" in md
     assert "| streampod, no crash | 4.0 | - | - | - | 0 (0.00 %) | 0 |" in md
     assert "quix skipped: not here" in md
+    assert "not at its defaults" not in md
+    tuned = crash.CrashResults(replace(cfg, streampod_env=(("STREAMPOD_LINGER_MS", "5"),)), {}, seed=7)
+    assert "- **streampod not at its defaults**: `STREAMPOD_LINGER_MS=5`" in crash.markdown(tuned)
     written = crash.write(results, tmp_path)
     data = orjson.loads((tmp_path / "crash.json").read_bytes())
     assert [p.name for p in written] == ["crash.json", "crash.md"]
@@ -98,11 +102,12 @@ def test_the_report_has_a_row_per_scenario_and_shows_losses_and_errors(tmp_path:
 
 def test_crash_options_reach_the_crash_config() -> None:
     cfg, a = cli.parse(["--crash", "--messages", "20000", "--sizes", "100", "--scenarios", "streampod,streampod:app",
-                        "--kill-after-s", "0.5", "--seed", "3", "--no-install"])  # fmt: skip
+                        "--kill-after-s", "0.5", "--seed", "3", "--no-install",
+                        "--streampod-env", 'STREAMPOD_KAFKA_EXTRA_CONFIG={"session.timeout.ms": "10000"}'])  # fmt: skip
     c = cli.crash_config(cfg, a)
     assert c == crash.CrashConfig(
         messages=20_000, size=100, runs=1, kill_after_s=0.5, scenarios=("streampod", "streampod:app"), seed=3,
-        install_quix=False,
+        install_quix=False, streampod_env=(("STREAMPOD_KAFKA_EXTRA_CONFIG", '{"session.timeout.ms": "10000"}'),),
     )  # fmt: skip
 
 

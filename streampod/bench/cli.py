@@ -156,7 +156,7 @@ def run(cfg: Config, bootstrap: str | None, workdir: Path) -> Results:
 
 
 def crash_config(cfg: Config, a: argparse.Namespace) -> crash.CrashConfig:
-    """The crash run's settings from the options that apply to it (messages, size, runs, seed, install)."""
+    """The crash run's settings from the options that apply to it (messages, size, runs, seed, install, env)."""
     changes: dict[str, Any] = {"runs": cfg.runs if a.runs is not None else 1, "install_quix": cfg.install_quix}
     if a.messages is not None:
         changes["messages"] = a.messages
@@ -168,6 +168,8 @@ def crash_config(cfg: Config, a: argparse.Namespace) -> crash.CrashConfig:
         for s in a.scenarios:
             crash.parse_scenario(s)
         changes["scenarios"] = a.scenarios
+    if a.streampod_env:
+        changes["streampod_env"] = tuple(a.streampod_env)
     if a.kill_after_s is not None:
         changes["kill_after_s"] = a.kill_after_s
     return dataclasses.replace(crash.CrashConfig(), **changes)

@@ -67,6 +67,8 @@ class CrashConfig:
     scenarios: tuple[str, ...] = SCENARIOS
     seed: int | None = None
     install_quix: bool = True
+    #: STREAMPOD_* settings for the streampod scenarios (``--streampod-env``): a tuning under test.
+    streampod_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -158,7 +160,9 @@ class CrashBench:
         name, victim, static = parse_scenario(scenario)
         uid = uuid.uuid4().hex[:6]
         group = f"bench-crash-{name}-{uid}"
-        env = {"STREAMPOD_GROUP_INSTANCE_ID": f"{group}-reader"} if static else {}
+        env = dict(self.cfg.streampod_env)
+        if static:
+            env["STREAMPOD_GROUP_INSTANCE_ID"] = f"{group}-reader"
         variant = variants.make(name, install_quix=False, streampod_env=env)
         workdir = self.workdir / f"run{run}-{scenario.replace(':', '-').replace('+', '-')}"
         job = open_job(self.bootstrap, topic_in, f"bench-crash-out-{name}-{uid}", group, workdir)
@@ -300,6 +304,9 @@ def markdown(results: CrashResults) -> str:
         f"gets SIGKILL {cfg.kill_after_s:g} s after the first output and is started again at once",
     ]
     lines += [f"- {name} skipped: {why}" for name, why in results.skipped.items()]
+    if cfg.streampod_env:
+        settings = ", ".join(f"`{k}={v}`" for k, v in cfg.streampod_env)
+        lines.append(f"- **streampod not at its defaults**: {settings}")
     lines += [
         "",
         "| scenario | drain s | extra s | outage ms | restart s | duplicates | lost |",

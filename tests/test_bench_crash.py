@@ -29,34 +29,45 @@ def test_drain_seconds_run_from_the_first_append_to_the_last() -> None:
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [
-        ("streampod", ("streampod", None, False)),
-        ("streampod:app", ("streampod", "app", False)),
-        ("streampod:input-reader+static", ("streampod", "input-reader", True)),
-        ("quix:quix", ("quix", "quix", False)),
+        ("streampod", crash.Scenario("streampod")),
+        ("streampod:app", crash.Scenario("streampod", "app")),
+        ("streampod:input-reader+static", crash.Scenario("streampod", "input-reader", static=True)),
+        ("streampod:input-reader+static/term", crash.Scenario("streampod", "input-reader", True, graceful=True)),
+        ("quix:quix/term", crash.Scenario("quix", "quix", graceful=True)),
     ],
 )
-def test_scenarios_name_a_variant_and_the_process_to_kill(text: str, parsed: tuple[str, str | None, bool]) -> None:
+def test_scenarios_name_a_variant_the_process_to_stop_and_how(text: str, parsed: crash.Scenario) -> None:
     assert crash.parse_scenario(text) == parsed
 
 
-@pytest.mark.parametrize("text", ["per-message:app", "flink", ""])
-def test_a_scenario_without_a_crashable_variant_is_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="variant must be one of"):
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("per-message:app", "variant must be one of"),
+        ("flink", "variant must be one of"),
+        ("", "variant must be one of"),
+        ("streampod:/term", "need a victim"),
+        ("streampod:+static", "need a victim"),
+    ],
+)
+def test_a_scenario_without_a_crashable_variant_or_victim_is_refused(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
         crash.parse_scenario(text)
 
 
 def test_every_default_victim_is_a_process_its_variant_can_crash() -> None:
     for scenario in crash.SCENARIOS:
-        name, victim, _ = crash.parse_scenario(scenario)
+        name, victim, _, _ = crash.parse_scenario(scenario)
         if victim is not None:
+            assert scenario in crash._TITLES
             v = variants.make(name, install_quix=False)
             assert isinstance(v, variants.Crashable)
             assert victim in v.victims
 
 
 def _rec(run: int, scenario: str, drain_s: float, **more: object) -> dict[str, object]:
-    name, victim, static = crash.parse_scenario(scenario)
-    return {"run": run, "scenario": scenario, "variant": name, "victim": victim, "static": static,
+    name, victim, static, graceful = crash.parse_scenario(scenario)
+    return {"run": run, "scenario": scenario, "variant": name, "victim": victim, "static": static, "graceful": graceful,
             "drain_s": drain_s, "lost": 0, "duplicated": 0, **more}  # fmt: skip
 
 

@@ -1,17 +1,20 @@
-"""``streampod bench --crash``: what a crashed process costs each variant, side by side in one run.
+"""``streampod bench --crash``: what a crashed or replaced process costs each variant, side by side in one run.
 
 At-least-once says nothing is lost when a process dies; it does not say what the crash costs. For
 each scenario the variant drains a preloaded topic; ``kill_after_s`` after its first output, one of
 its processes gets SIGKILL and is started again at once (as a container runtime restarts a crashed
-container, without its back-off), and the drain goes on to the end. Measured from the output topic
-(LogAppendTime): the **outage** (the longest gap between two outputs that ends after the kill), the
-**extra seconds** the drain took against a drain of the same variant without a crash in the same
-run, and the **duplicates** (inputs that came out twice: the price of at-least-once). Lost must be 0.
+container, without its back-off), or, in the ``/term`` scenarios, gets SIGTERM and is replaced once
+it exited (as a rolling update replaces a pod: under a new name), and the drain goes on to the end.
+Measured from the output topic (LogAppendTime): the **outage** (the longest gap between two outputs
+that ends after the kill), the **extra seconds** the drain took against a drain of the same variant
+without a crash in the same run, and the **duplicates** (inputs that came out twice: the price of
+at-least-once). Lost must be 0.
 
-The streampod reader is crashed twice: with the shipped default (dynamic group membership, so its
-partitions wait for the dead member's session timeout, as the others' do) and with static
-membership (``STREAMPOD_GROUP_INSTANCE_ID``, the chart's ``inputReader.staticMembership``), whose
-restarted reader takes its partitions back at once.
+The streampod reader is crashed and replaced with the shipped default (dynamic group membership:
+a crashed member's partitions wait for its session timeout, as the others' do, and a stopped one
+leaves the group) and with static membership (``STREAMPOD_GROUP_INSTANCE_ID``, the chart's
+``inputReader.staticMembership``: a restarted member takes its partitions back at once, and a
+stopped one holds them until its session times out).
 """
 
 from __future__ import annotations
@@ -28,24 +31,29 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from streampod.bench import measure, variants, workload
 from streampod.bench.runner import PARTITIONS, Say, close_job, describe_machine, open_job
 from streampod.localkafka import create_topic, delete_topic
 
-#: A crash scenario: ``variant:victim``, or ``variant`` alone for the drain without a crash.
+#: A scenario: ``variant:victim[+static][/term]``, or ``variant`` alone for the drain without a crash.
 STATIC: Final = "+static"
+TERM: Final = "/term"
 SCENARIOS: Final = (
     "streampod",
     "streampod:input-reader",
     f"streampod:input-reader{STATIC}",
     "streampod:app",
     "streampod:output-writer",
+    f"streampod:input-reader{TERM}",
+    f"streampod:input-reader{STATIC}{TERM}",
     "in-process",
     "in-process:inprocess",
+    f"in-process:inprocess{TERM}",
     "quix",
     "quix:quix",
+    f"quix:quix{TERM}",
 )
 #: No output for this long (a session timeout is 45 s) ends the scenario as failed.
 STALL_S: Final = 120.0
@@ -88,14 +96,28 @@ class CrashResults:
         return out
 
 
-def parse_scenario(text: str) -> tuple[str, str | None, bool]:
-    """``variant[:victim[+static]]`` -> (variant, victim or None, static membership)."""
+class Scenario(NamedTuple):
+    variant: str
+    #: The process stopped, or None for the drain without a crash.
+    victim: str | None = None
+    #: Static group membership for streampod's reader.
+    static: bool = False
+    #: SIGTERM and a replacement, instead of SIGKILL and a restart.
+    graceful: bool = False
+
+
+def parse_scenario(text: str) -> Scenario:
+    """``variant[:victim[+static][/term]]`` -> its parts."""
     variant, _, victim = text.partition(":")
+    graceful = victim.endswith(TERM)
+    victim = victim.removesuffix(TERM)
     static = victim.endswith(STATIC)
     victim = victim.removesuffix(STATIC)
     if variant not in variants.ALL or variant == "per-message":
         raise ValueError(f"scenario {text!r}: variant must be one of streampod, in-process, quix")
-    return variant, victim or None, static
+    if (static or graceful) and not victim:
+        raise ValueError(f"scenario {text!r}: {STATIC} and {TERM} need a victim (variant:victim)")
+    return Scenario(variant, victim or None, static, graceful)
 
 
 def outage_ms(appended_ms: Sequence[int], kill_ms: float) -> int | None:
@@ -157,7 +179,7 @@ class CrashBench:
         return r
 
     def _scenario(self, run: int, scenario: str, topic_in: str) -> Record:
-        name, victim, static = parse_scenario(scenario)
+        name, victim, static, graceful = parse_scenario(scenario)
         uid = uuid.uuid4().hex[:6]
         group = f"bench-crash-{name}-{uid}"
         env = dict(self.cfg.streampod_env)
@@ -166,9 +188,11 @@ class CrashBench:
         variant = variants.make(name, install_quix=False, streampod_env=env)
         workdir = self.workdir / f"run{run}-{scenario.replace(':', '-').replace('+', '-')}"
         job = open_job(self.bootstrap, topic_in, f"bench-crash-out-{name}-{uid}", group, workdir)
-        rec: Record = {"run": run, "scenario": scenario, "variant": name, "victim": victim, "static": static}
+        rec: Record = {
+            "run": run, "scenario": scenario, "variant": name, "victim": victim, "static": static, "graceful": graceful,
+        }  # fmt: skip
         try:
-            self._drain(variant, victim, job, rec)
+            self._drain(variant, victim, graceful, job, rec)
         except Exception as exc:
             rec["error"] = f"{type(exc).__name__}: {exc}"
             self.say(traceback.format_exc())
@@ -176,7 +200,9 @@ class CrashBench:
             close_job(job)
         return rec
 
-    def _drain(self, variant: variants.Variant, victim: str | None, job: variants.Job, rec: Record) -> None:
+    def _drain(
+        self, variant: variants.Variant, victim: str | None, graceful: bool, job: variants.Job, rec: Record
+    ) -> None:
         n = self.cfg.messages
         pending_kill = victim is not None
         first_output: float | None = None
@@ -201,7 +227,7 @@ class CrashBench:
                         raise ValueError(f"{variant.name} has no process {victim!r} to crash")
                     rec["outputs_at_kill"] = total
                     rec["kill_ms"] = time.time() * 1000.0
-                    rec["restart_s"] = round(variant.crash(victim), 2)
+                    rec["restart_s"] = round(variant.restart(victim, graceful=graceful), 2)
                     pending_kill = False
                 elif not pending_kill and total >= n and now - changed >= QUIET_S:
                     outputs = measure.read_outputs(self.bootstrap, job.topic_out, PARTITIONS)
@@ -280,10 +306,14 @@ _TITLES: Final = {
     f"streampod:input-reader{STATIC}": "streampod, input reader killed (static membership)",
     "streampod:app": "streampod, app killed",
     "streampod:output-writer": "streampod, output writer killed",
+    f"streampod:input-reader{TERM}": "streampod, input reader replaced (SIGTERM)",
+    f"streampod:input-reader{STATIC}{TERM}": "streampod, input reader replaced (SIGTERM, static membership)",
     "in-process": "in-process limit, no crash",
     "in-process:inprocess": "in-process limit, its process killed",
+    f"in-process:inprocess{TERM}": "in-process limit, its process replaced (SIGTERM)",
     "quix": "Quix Streams, no crash",
     "quix:quix": "Quix Streams, its process killed",
+    f"quix:quix{TERM}": "Quix Streams, its process replaced (SIGTERM)",
 }
 
 
@@ -291,7 +321,7 @@ def markdown(results: CrashResults) -> str:
     cfg = results.config
     m = results.machine
     lines = [
-        "# What a crash costs: streampod against the in-process limit and Quix Streams",
+        "# What a crash or a replacement costs: streampod against the in-process limit and Quix Streams",
         "",
         f"Generated by `streampod bench --crash` from {results.started} to {results.finished}; medians of "
         f"{cfg.runs} run(s) in random order (seed {results.seed}). How to read it: docs/benchmark.md, "
@@ -301,7 +331,8 @@ def markdown(results: CrashResults) -> str:
         f"librdkafka {m.get('librdkafka')}; Quix Streams {m.get('quixstreams') or 'not measured'}; "
         f"{m.get('kafka_broker')}",
         f"- {cfg.messages:,} messages of ~{cfg.size} B preloaded in {PARTITIONS} partitions; the victim "
-        f"gets SIGKILL {cfg.kill_after_s:g} s after the first output and is started again at once",
+        f"gets SIGKILL {cfg.kill_after_s:g} s after the first output and is started again at once "
+        "(`/term`: SIGTERM, and a replacement under a new name once it exited)",
     ]
     lines += [f"- {name} skipped: {why}" for name, why in results.skipped.items()]
     if cfg.streampod_env:

@@ -67,17 +67,20 @@ class Variant(ABC):
 
 
 class Crashable(ABC):
-    """The optional ability ``streampod bench --crash`` needs: kill a process with SIGKILL and start it again."""
+    """The optional ability ``streampod bench --crash`` needs: stop one process and start it again."""
 
-    #: The processes that can be crashed, by the names ``named_processes`` gives them.
+    #: The processes that can be stopped and started again, by the names ``named_processes`` gives them.
     victims: tuple[str, ...]
 
     @abstractmethod
-    def crash(self, victim: str) -> float:
-        """SIGKILL ``victim`` and start it again, as a container runtime restarts a container.
+    def restart(self, victim: str, *, graceful: bool) -> float:
+        """Stop ``victim`` and start it again at once.
 
-        Returns the seconds from the kill until it was started again (and, where it has one,
-        answered its health check).
+        ``graceful=False``: SIGKILL, and the same process again, as a container runtime restarts a
+        crashed container. ``graceful=True``: SIGTERM, wait for it to exit, and start a replacement,
+        as a rolling update replaces a pod (a new pod name, so a new static group member). Returns
+        the seconds from the signal until it was started again (and, where it has one, answered
+        its health check).
         """
 
 
@@ -91,10 +94,14 @@ class _Proc:
         self._out: IO[bytes] = log.open("ab")
         self.popen = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, env=env)
 
-    def crash(self) -> None:
-        """SIGKILL, then the same command again, logging to the same file."""
-        self.popen.kill()
-        self.popen.wait(10)
+    def restart(self, *, graceful: bool) -> None:
+        """SIGKILL (or SIGTERM and its exit), then the same command again, logging to the same file."""
+        if graceful:
+            self.popen.send_signal(signal.SIGTERM)
+            self.popen.wait(STOP_TIMEOUT_S)
+        else:
+            self.popen.kill()
+            self.popen.wait(10)
         self.popen = subprocess.Popen(self._argv, stdout=self._out, stderr=subprocess.STDOUT, env=self._env)
 
     def stop(self) -> int | None:
@@ -143,9 +150,9 @@ class _Processes(Variant):
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self._procs)
 
-    def crash(self, victim: str) -> float:
+    def restart(self, victim: str, *, graceful: bool) -> float:
         started = time.monotonic()
-        next(p for p in self._procs if p.name == victim).crash()
+        next(p for p in self._procs if p.name == victim).restart(graceful=graceful)
         return time.monotonic() - started
 
 
@@ -270,9 +277,19 @@ class Streampod(Variant, Crashable):
     def logs(self) -> str:
         return self.stage.logs()
 
-    def crash(self, victim: str) -> float:
+    def restart(self, victim: str, *, graceful: bool) -> float:
         started = time.monotonic()
-        self.stage.restart(victim)
+        if not graceful:
+            self.stage.restart(victim)
+            return time.monotonic() - started
+        c = self.stage.components[victim]
+        c.signal(signal.SIGTERM)
+        if c.wait(STOP_TIMEOUT_S) is None:
+            raise RuntimeError(f"{victim} did not stop within {STOP_TIMEOUT_S:.0f} s of SIGTERM")
+        if "STREAMPOD_GROUP_INSTANCE_ID" in c.env:
+            # The replacement is another pod: another name, so another static member of the group.
+            c.env["STREAMPOD_GROUP_INSTANCE_ID"] += "-replacement"
+        self.stage.start_component(victim)
         return time.monotonic() - started
 
 

@@ -98,7 +98,7 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     p.add_argument(
         "--scenarios",
         type=_csv,
-        help=f"--crash: variant[:victim[+static]], comma-separated (default {','.join(crash.SCENARIOS)})",
+        help=f"--crash: variant[:victim[+static][/term]], comma-separated (default {','.join(crash.SCENARIOS)})",
     )
     p.add_argument("--kill-after-s", type=float, help="--crash: seconds from the first output to the kill (10)")
     p.add_argument("--seed", type=int, help="seed of the random order (default: random, and reported)")

@@ -6,12 +6,14 @@ on the real broker, and that no variant loses a message, does.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import orjson
+import psutil
 import pytest
 
 from streampod.bench import measure, workload
@@ -85,3 +87,26 @@ def test_bench_crash_kills_each_streampod_process_mid_drain_and_loses_nothing(
             assert 0 < rec["outputs_at_kill"] < 40_000 + rec["duplicated"], rec
             assert rec["outage_ms"] is not None and rec["restart_s"] > 0, rec
     print((out / "crash.md").read_text())
+
+
+@pytest.mark.kafka
+def test_bench_stopped_with_sigterm_stops_every_process_it_started(kafka_broker: LocalKafka, tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "streampod", "bench", "--crash", "--messages", "200000", "--sizes", "1000",
+            "--scenarios", "streampod", "--bootstrap", kafka_broker.bootstrap_servers,
+            "--workdir", str(tmp_path / "work")]  # fmt: skip
+    bench = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        parent = psutil.Process(bench.pid)
+        deadline = time.monotonic() + 120
+        children: list[psutil.Process] = []
+        while len(children) < 3 and time.monotonic() < deadline and bench.poll() is None:
+            children = parent.children(recursive=True)
+            time.sleep(0.2)
+        assert len(children) >= 3, "the stage's three services never started"
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(90) == 128 + signal.SIGTERM
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if bench.poll() is None:
+            bench.kill()

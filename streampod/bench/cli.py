@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -193,8 +194,19 @@ def render(path: Path, out: Path | None) -> int:
     return 0
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM ends a run as Ctrl-C does: the ``finally`` blocks on the way out stop every process the
+    run started and delete its topics, where the default action would leave them running."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg, a = parse(argv)
+    _exit_on_sigterm()
     if a.render is not None:
         return render(a.render, a.out)
     crash_cfg = None

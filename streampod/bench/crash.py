@@ -207,8 +207,8 @@ class CrashBench:
         pending_kill = victim is not None
         first_output: float | None = None
         watch = measure.Watermarks(self.bootstrap, job.topic_out, PARTITIONS)
-        variant.start(job)
         try:
+            variant.start(job)  # inside: what a failed or interrupted start started is stopped below
             last, changed = -1, time.monotonic()
             while True:
                 total = watch.total()
@@ -236,7 +236,7 @@ class CrashBench:
                 if not variant.alive():
                     raise RuntimeError("a process exited")
                 time.sleep(0.1)
-        except BaseException:
+        except Exception:
             self.say(variant.logs())
             raise
         finally:

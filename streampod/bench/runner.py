@@ -305,7 +305,11 @@ class Bench:
         # Before start and after stop, so the probe never competes with the variant for a CPU.
         rec["host_probe"] = [hostprobe.probe()]
         started = time.monotonic()
-        variant.start(job)
+        try:
+            variant.start(job)
+        except BaseException:
+            variant.stop()  # what a failed or interrupted start had started
+            raise
         rec["start_s"] = round(time.monotonic() - started, 2)
         if profiler is not None and isinstance(variant, variants.Streampod):
             profiler.attach(variant.named_processes())

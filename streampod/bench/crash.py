@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from streampod.bench import measure, variants, workload
-from streampod.bench.runner import PARTITIONS, Say, close_job, describe_machine, open_job
+from streampod.bench.runner import PARTITIONS, Say, available_variants, close_job, describe_machine, open_job
 from streampod.localkafka import create_topic, delete_topic
 
 #: A scenario: ``variant:victim[+static][/term]``, or ``variant`` alone for the drain without a crash.
@@ -143,16 +143,10 @@ class CrashBench:
         seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
         self.rng = random.Random(seed)
         self.tag = uuid.uuid4().hex[:6]
-        skipped: dict[str, str] = {}
-        quix_version = None
-        for name in {parse_scenario(s)[0] for s in config.scenarios}:
-            v = variants.make(name, install_quix=config.install_quix)
-            why = v.unavailable()
-            if why:
-                skipped[name] = why
-                say(f"bench: {name} skipped: {why}")
-            if isinstance(v, variants.Quix):
-                quix_version = v.version
+        names = sorted({parse_scenario(s).variant for s in config.scenarios})
+        _, skipped, quix_version = available_variants(
+            names, install_quix=config.install_quix, streampod_env={}, say=say
+        )
         machine = describe_machine(bootstrap, measure.broker_process(bootstrap), quix_version)
         self.results = CrashResults(config, machine, seed, skipped=skipped)
 
@@ -206,6 +200,7 @@ class CrashBench:
         n = self.cfg.messages
         pending_kill = victim is not None
         first_output: float | None = None
+        outputs: measure.Outputs | None = None
         watch = measure.Watermarks(self.bootstrap, job.topic_out, PARTITIONS)
         try:
             variant.start(job)  # inside: what a failed or interrupted start started is stopped below
@@ -242,7 +237,9 @@ class CrashBench:
         finally:
             watch.close()
             rec["exit_codes"] = variant.stop()
-        outputs = measure.read_outputs(self.bootstrap, job.topic_out, PARTITIONS)
+        # A million records take seconds to read: read again only if the stop let more out.
+        if outputs is None or measure.count_records(self.bootstrap, job.topic_out, PARTITIONS) != len(outputs.ids):
+            outputs = measure.read_outputs(self.bootstrap, job.topic_out, PARTITIONS)
         counts = measure.count_ids(outputs.ids, 0, n)
         rec.update(asdict(counts))
         rec["dead_letters"] = measure.count_records(self.bootstrap, job.dead_letter_topic, 1)
@@ -265,6 +262,11 @@ def announce(rec: Record) -> str:
     return " ".join(parts)
 
 
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
 def summary(records: Sequence[Record]) -> list[Record]:
     """Per scenario, medians over the runs; the extra seconds against the same run's drain without a crash."""
     control = {(r["run"], r["variant"]): r.get("drain_s") for r in records if r.get("victim") is None}
@@ -280,19 +282,15 @@ def summary(records: Sequence[Record]) -> list[Record]:
             if r.get("victim") and r.get("drain_s") is not None and base is not None:
                 extra.append(r["drain_s"] - base)
 
-        def med(values: Sequence[float | None]) -> float | None:
-            present = [v for v in values if v is not None]
-            return statistics.median(present) if present else None
-
         out.append(
             {
                 "scenario": scenario,
                 "runs": len(recs),
-                "drain_s": med([r.get("drain_s") for r in recs]),
-                "extra_s": med(extra),
-                "outage_ms": med([r.get("outage_ms") for r in recs]),
-                "restart_s": med([r.get("restart_s") for r in recs]),
-                "duplicated": med([r.get("duplicated") for r in recs]),
+                "drain_s": _median([r.get("drain_s") for r in recs]),
+                "extra_s": _median(extra),
+                "outage_ms": _median([r.get("outage_ms") for r in recs]),
+                "restart_s": _median([r.get("restart_s") for r in recs]),
+                "duplicated": _median([r.get("duplicated") for r in recs]),
                 "lost": max((r.get("lost") or 0 for r in recs), default=0),
                 "errors": [r["error"] for r in recs if r.get("error")],
             }

@@ -12,7 +12,7 @@ import statistics
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
@@ -139,6 +139,26 @@ def describe_machine(bootstrap: str, broker: psutil.Process | None, quix_version
     }
 
 
+def available_variants(
+    names: Iterable[str], *, install_quix: bool, streampod_env: Mapping[str, str], say: Say
+) -> tuple[dict[str, variants.Variant], dict[str, str], str | None]:
+    """The variants that can run here, why each other one cannot (said too), and Quix Streams' version."""
+    ready: dict[str, variants.Variant] = {}
+    skipped: dict[str, str] = {}
+    quix_version = None
+    for name in names:
+        v = variants.make(name, install_quix=install_quix, streampod_env=streampod_env)
+        why = v.unavailable()
+        if why:
+            skipped[name] = why
+            say(f"bench: {name} skipped: {why}")
+        else:
+            ready[name] = v
+        if isinstance(v, variants.Quix):
+            quix_version = v.version
+    return ready, skipped, quix_version
+
+
 @dataclass(frozen=True)
 class _Input:
     topic: str
@@ -156,19 +176,9 @@ class Bench:
         self.tag = uuid.uuid4().hex[:6]
         seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
         self.rng = random.Random(seed)
-        self.variants: dict[str, variants.Variant] = {}
-        skipped: dict[str, str] = {}
-        quix_version = None
-        for name in config.variants:
-            v = variants.make(name, install_quix=config.install_quix, streampod_env=dict(config.streampod_env))
-            why = v.unavailable()
-            if why:
-                skipped[name] = why
-                say(f"bench: {name} skipped: {why}")
-            else:
-                self.variants[name] = v
-            if isinstance(v, variants.Quix):
-                quix_version = v.version
+        self.variants, skipped, quix_version = available_variants(
+            config.variants, install_quix=config.install_quix, streampod_env=dict(config.streampod_env), say=say
+        )
         self.results = Results(config, describe_machine(bootstrap, self.broker, quix_version), seed, skipped=skipped)
         self._inputs: dict[tuple[int, bool], _Input] = {}
 

@@ -72,7 +72,7 @@ def test_bench_crash_kills_each_streampod_process_mid_drain_and_loses_nothing(
     )  # fmt: skip
     out = tmp_path / "results"
     argv = [sys.executable, "-m", "streampod", "bench", "--crash", "--messages", "40000", "--sizes", "1000",
-            "--kill-after-s", "0.3",
+            "--kill-after-s", "0.2-0.4",
             "--scenarios", scenarios, "--bootstrap", kafka_broker.bootstrap_servers,
             "--out", str(out), "--workdir", str(tmp_path / "work")]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
@@ -85,6 +85,7 @@ def test_bench_crash_kills_each_streampod_process_mid_drain_and_loses_nothing(
         if rec["victim"] is not None:
             # The victim was killed mid-drain (not before the first output nor after the last) and restarted.
             assert 0 < rec["outputs_at_kill"] < 40_000 + rec["duplicated"], rec
+            assert 0.2 <= rec["kill_after_s"] <= 0.4, rec
             assert rec["outage_ms"] is not None and rec["restart_s"] > 0, rec
     print((out / "crash.md").read_text())
 

@@ -117,9 +117,30 @@ def test_crash_options_reach_the_crash_config() -> None:
                         "--streampod-env", 'STREAMPOD_KAFKA_EXTRA_CONFIG={"session.timeout.ms": "10000"}'])  # fmt: skip
     c = cli.crash_config(cfg, a)
     assert c == crash.CrashConfig(
-        messages=20_000, size=100, runs=1, kill_after_s=0.5, scenarios=("streampod", "streampod:app"), seed=3,
+        messages=20_000, size=100, runs=1, kill_after_s=0.5, kill_after_max_s=0.5,
+        scenarios=("streampod", "streampod:app"), seed=3,
         install_quix=False, streampod_env=(("STREAMPOD_KAFKA_EXTRA_CONFIG", '{"session.timeout.ms": "10000"}'),),
     )  # fmt: skip
+
+
+def test_the_kill_time_is_a_range_by_default_and_the_report_says_which() -> None:
+    cfg, a = cli.parse(["--crash", "--kill-after-s", "5-12.5"])
+    ranged = cli.crash_config(cfg, a)
+    assert (ranged.kill_after_s, ranged.kill_after_max_s) == (5.0, 12.5)
+    default = cli.crash_config(*cli.parse(["--crash"]))
+    assert (default.kill_after_s, default.kill_after_max_s) == (10.0, 15.0)
+    report = crash.markdown(crash.CrashResults(default, {}, 1))
+    assert "SIGKILL between 10 and 15 s (drawn per scenario) after" in report
+    fixed = replace(default, kill_after_s=2.0, kill_after_max_s=2.0)
+    assert "SIGKILL 2 s after" in crash.markdown(crash.CrashResults(fixed, {}, 1))
+
+
+@pytest.mark.parametrize("bad", ["ten", "15-10", "-3", "1-x"])
+def test_a_bad_kill_time_stops_the_command_naming_it(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli.parse(["--crash", f"--kill-after-s={bad}"])
+    assert stopped.value.code == 2
+    assert repr(bad) in capsys.readouterr().err
 
 
 def test_an_unknown_crash_scenario_stops_the_command_with_its_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -54,6 +54,18 @@ def _setting(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _seconds_range(text: str) -> tuple[float, float]:
+    """``10`` -> (10, 10); ``10-15`` -> (10, 15)."""
+    low, sep, high = text.partition("-")
+    try:
+        bounds = (float(low), float(high) if sep else float(low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or a range of seconds (10-15), got {text!r}") from None
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 <= low <= high, got {text!r}")
+    return bounds
+
+
 def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     p = argparse.ArgumentParser(
         prog="streampod bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,7 +113,12 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         type=_csv,
         help=f"--crash: variant[:victim[+static][/term]], comma-separated (default {','.join(crash.SCENARIOS)})",
     )
-    p.add_argument("--kill-after-s", type=float, help="--crash: seconds from the first output to the kill (10)")
+    p.add_argument(
+        "--kill-after-s",
+        type=_seconds_range,
+        metavar="S[-S]",
+        help="--crash: seconds from the first output to the kill, or a range drawn from per scenario (10-15)",
+    )
     p.add_argument("--seed", type=int, help="seed of the random order (default: random, and reported)")
     p.add_argument("--no-install", action="store_true", help="do not install Quix Streams (skip it if missing)")
     p.add_argument("--bootstrap", help="an existing Kafka broker, host:port")
@@ -172,7 +189,7 @@ def crash_config(cfg: Config, a: argparse.Namespace) -> crash.CrashConfig:
     if a.streampod_env:
         changes["streampod_env"] = tuple(a.streampod_env)
     if a.kill_after_s is not None:
-        changes["kill_after_s"] = a.kill_after_s
+        changes["kill_after_s"], changes["kill_after_max_s"] = a.kill_after_s
     return dataclasses.replace(crash.CrashConfig(), **changes)
 
 

@@ -1,10 +1,11 @@
 """``streampod bench --crash``: what a crashed or replaced process costs each variant, side by side in one run.
 
 At-least-once says nothing is lost when a process dies; it does not say what the crash costs. For
-each scenario the variant drains a preloaded topic; ``kill_after_s`` after its first output, one of
-its processes gets SIGKILL and is started again at once (as a container runtime restarts a crashed
-container, without its back-off), or, in the ``/term`` scenarios, gets SIGTERM and is replaced once
-it exited (as a rolling update replaces a pod: under a new name), and the drain goes on to the end.
+each scenario the variant drains a preloaded topic; at a time drawn between ``kill_after_s`` and
+``kill_after_max_s`` after its first output, one of its processes gets SIGKILL and is started again
+at once (as a container runtime restarts a crashed container, without its back-off), or, in the
+``/term`` scenarios, gets SIGTERM and is replaced once it exited (as a rolling update replaces a
+pod: under a new name), and the drain goes on to the end.
 Measured from the output topic (LogAppendTime): the **outage** (the longest gap between two outputs
 that ends after the kill), the **extra seconds** the drain took against a drain of the same variant
 without a crash in the same run, and the **duplicates** (inputs that came out twice: the price of
@@ -68,10 +69,13 @@ class CrashConfig:
     messages: int = 1_000_000
     size: int = 1000
     runs: int = 1
-    #: Seconds from the first output to the kill: longer than the variants' commit intervals (streampod
-    #: 1 s, the in-process limit's auto-commit and Quix Streams' checkpoints 5 s), so that the
-    #: duplicates measure a running variant and not one that has committed nothing yet.
+    #: Seconds from the first output to the kill, drawn uniformly per scenario between the two (seeded):
+    #: longer than the variants' commit intervals (streampod 1 s, the in-process limit's auto-commit
+    #: and Quix Streams' checkpoints 5 s), so that the duplicates measure a running variant and not one
+    #: that has committed nothing yet; and spread over one whole 5 s interval, so that the kills fall
+    #: anywhere between two commits and the duplicates are a fair sample, not one phase of the cycle.
     kill_after_s: float = 10.0
+    kill_after_max_s: float = 15.0
     scenarios: tuple[str, ...] = SCENARIOS
     seed: int | None = None
     install_quix: bool = True
@@ -185,6 +189,8 @@ class CrashBench:
         rec: Record = {
             "run": run, "scenario": scenario, "variant": name, "victim": victim, "static": static, "graceful": graceful,
         }  # fmt: skip
+        if victim is not None:
+            rec["kill_after_s"] = round(self.rng.uniform(self.cfg.kill_after_s, self.cfg.kill_after_max_s), 2)
         try:
             self._drain(variant, victim, graceful, job, rec)
         except Exception as exc:
@@ -214,10 +220,9 @@ class CrashBench:
                     raise RuntimeError(f"no output for {STALL_S:.0f} s at {total:,} of {n:,}")
                 if first_output is None and total > 0:
                     first_output = now
-                due = first_output is not None and now - first_output >= self.cfg.kill_after_s
                 if pending_kill and total >= n:
                     raise RuntimeError("drained before the kill: more --messages, or a shorter --kill-after-s")
-                if pending_kill and due:
+                if pending_kill and first_output is not None and now - first_output >= rec["kill_after_s"]:
                     if not isinstance(variant, variants.Crashable) or victim not in variant.victims:
                         raise ValueError(f"{variant.name} has no process {victim!r} to crash")
                     rec["outputs_at_kill"] = total
@@ -329,7 +334,7 @@ def markdown(results: CrashResults) -> str:
         f"librdkafka {m.get('librdkafka')}; Quix Streams {m.get('quixstreams') or 'not measured'}; "
         f"{m.get('kafka_broker')}",
         f"- {cfg.messages:,} messages of ~{cfg.size} B preloaded in {PARTITIONS} partitions; the victim "
-        f"gets SIGKILL {cfg.kill_after_s:g} s after the first output and is started again at once "
+        f"gets SIGKILL {kill_window(cfg)} after the first output and is started again at once "
         "(`/term`: SIGTERM, and a replacement under a new name once it exited)",
     ]
     lines += [f"- {name} skipped: {why}" for name, why in results.skipped.items()]
@@ -355,6 +360,12 @@ def markdown(results: CrashResults) -> str:
         )
         lines += [f"|  | error: {e} |  |  |  |  |  |" for e in row["errors"]]
     return "\n".join(lines) + "\n"
+
+
+def kill_window(cfg: CrashConfig) -> str:
+    if cfg.kill_after_max_s == cfg.kill_after_s:
+        return f"{cfg.kill_after_s:g} s"
+    return f"between {cfg.kill_after_s:g} and {cfg.kill_after_max_s:g} s (drawn per scenario)"
 
 
 def write(results: CrashResults, out: Path) -> list[Path]:

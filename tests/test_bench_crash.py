@@ -85,6 +85,11 @@ def test_summary_takes_the_extra_seconds_against_the_same_runs_drain_without_a_c
     app = rows["streampod:app"]
     # Run 1: +1.0 s, run 2: +3.0 s; the median of the differences, not the difference of the medians.
     assert (app["runs"], app["extra_s"], app["outage_ms"], app["duplicated"]) == (2, 2.0, 700, 2_000)
+    assert (app["outage_ms_range"], app["duplicated_range"]) == ([600, 800], [1_000, 3_000])
+    results = crash.CrashResults(crash.CrashConfig(messages=100_000, runs=2), {}, seed=1, scenarios=records)
+    assert "| streampod, app killed | 11.0 | +2.0 | 700 (600-800) | 0.65 | 2,000 (1,000-3,000; 2.00 %) | 0 |" in (
+        crash.markdown(results)
+    )
     assert rows["streampod"]["extra_s"] is None
     assert rows["in-process:inprocess"]["lost"] == 2
     assert rows["in-process:inprocess"]["errors"] == ["2 message(s) lost"]
@@ -141,6 +146,25 @@ def test_a_bad_kill_time_stops_the_command_naming_it(bad: str, capsys: pytest.Ca
         cli.parse(["--crash", f"--kill-after-s={bad}"])
     assert stopped.value.code == 2
     assert repr(bad) in capsys.readouterr().err
+
+
+def test_render_writes_the_crash_report_again_from_crash_json(tmp_path: Path) -> None:
+    cfg = crash.CrashConfig(messages=100_000, runs=2, scenarios=("streampod", "streampod:app"), seed=5)
+    results = crash.CrashResults(cfg, {"nproc": 2}, seed=5, started="a", finished="b")
+    results.scenarios = [
+        _rec(1, "streampod", 8.0),
+        _rec(1, "streampod:app", 9.0, outage_ms=600, restart_s=0.6, duplicated=1_000),
+        _rec(2, "streampod", 10.0),
+        _rec(2, "streampod:app", 13.0, outage_ms=800, restart_s=0.7, duplicated=3_000),
+    ]
+    crash.write(results, tmp_path / "first")
+    assert cli.main(["--render", str(tmp_path / "first" / "crash.json"), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "crash.md").read_text() == crash.markdown(results)
+    # A crash.json from before the kill time was a range reads as the one time it had.
+    old = orjson.loads((tmp_path / "first" / "crash.json").read_bytes())
+    old["config"]["kill_after_s"] = 10.0
+    del old["config"]["kill_after_max_s"]
+    assert "SIGKILL 10 s after" in crash.markdown(crash.CrashResults.from_json(old))
 
 
 def test_an_unknown_crash_scenario_stops_the_command_with_its_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,7 @@
   streampod bench --full       the report: 3 runs, ~100 B and ~1 KB, drain and open loop, into docs/benchmark/
   streampod bench --profile py-spy   one drain of the streampod variant under a profiler
   streampod bench --crash      what a SIGKILL of each process costs (outage, duplicates), into crash.{json,md}
-  streampod bench --render docs/benchmark/results.json   the report again from a run's results.json
+  streampod bench --render docs/benchmark/results.json   the report again from a run's results.json (or crash.json)
 
 Any option below overrides the preset. A local Kafka broker is started unless --bootstrap (or
 STREAMPOD_KAFKA_BOOTSTRAP) names one. Exit 1 when a measurement failed or lost a message.
@@ -81,7 +81,7 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         "--render",
         type=Path,
         metavar="RESULTS_JSON",
-        help="measure nothing: write an earlier run's report again from its results.json (into --out or beside it)",
+        help="measure nothing: an earlier run's report again from its results.json or crash.json (into --out)",
     )
     p.add_argument("--messages", type=int, help="messages preloaded per size (drain mode)")
     p.add_argument("--baseline-messages", type=int, help="messages for the per-message baseline (it is slow)")
@@ -205,7 +205,12 @@ def render(path: Path, out: Path | None) -> int:
     """Rewrite an earlier run's report with this version's report code; the measurements stay as they are."""
     from streampod.bench import report
 
-    results = Results.from_json(orjson.loads(path.read_bytes()))
+    data = orjson.loads(path.read_bytes())
+    if "drain" not in data and "scenarios" in data:  # a crash.json
+        written = crash.write(crash.CrashResults.from_json(data), out or path.parent)
+        print(f"bench: rendered {path}; wrote {', '.join(map(str, written))}")
+        return 0
+    results = Results.from_json(data)
     written = report.write(results, out or path.parent, png=results.config.runs > 0)
     print(f"bench: rendered {path}; wrote {', '.join(map(str, written))}")
     return 0

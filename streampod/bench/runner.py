@@ -109,13 +109,18 @@ class Results:
     @classmethod
     def from_json(cls, data: Record) -> Results:
         """The measurements of a ``results.json``; what the report derives from them (targets, medians) is left."""
-        known = {f.name for f in fields(Config)}
-        config = {k: v for k, v in data["config"].items() if k in known}
-        for k, v in config.items():
-            if isinstance(v, list):
-                config[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
         own = {f.name for f in fields(cls)} - {"config"}
-        return cls(Config(**config), **{k: v for k, v in data.items() if k in own})
+        return cls(Config(**config_fields(Config, data["config"])), **{k: v for k, v in data.items() if k in own})
+
+
+def config_fields(kind: type[Any], saved: Record) -> Record:
+    """The fields of a saved config that ``kind`` (a dataclass) still has, JSON's lists as the tuples it holds."""
+    known = {f.name for f in fields(kind)}
+    config = {k: v for k, v in saved.items() if k in known}
+    for k, v in config.items():
+        if isinstance(v, list):
+            config[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+    return config
 
 
 def describe_machine(bootstrap: str, broker: psutil.Process | None, quix_version: str | None) -> Record:

@@ -65,6 +65,13 @@ def test_every_default_victim_is_a_process_its_variant_can_crash() -> None:
             assert victim in v.victims
 
 
+def test_each_scenario_logs_into_a_folder_of_its_own() -> None:
+    names = [crash.scenario_dirname(s) for s in crash.SCENARIOS]
+    assert len(set(names)) == len(names)
+    assert all("/" not in n and ":" not in n for n in names)
+    assert crash.scenario_dirname("streampod:input-reader+static/term") == "streampod-input-reader-static-term"
+
+
 def _rec(run: int, scenario: str, drain_s: float, **more: object) -> dict[str, object]:
     name, victim, static, graceful = crash.parse_scenario(scenario)
     return {"run": run, "scenario": scenario, "variant": name, "victim": victim, "static": static, "graceful": graceful,

@@ -141,6 +141,11 @@ def parse_scenario(text: str) -> Scenario:
     return Scenario(variant, victim or None, static, graceful)
 
 
+def scenario_dirname(scenario: str) -> str:
+    """A folder for a scenario's logs: ``quix:quix/term`` -> ``quix-quix-term`` (a slash would nest it in another's)."""
+    return scenario.replace(":", "-").replace("+", "-").replace("/", "-")
+
+
 def outage_ms(appended_ms: Sequence[int], kill_ms: float) -> int | None:
     """The longest gap between two consecutive outputs (by append time) that ends after the kill."""
     ts = sorted(appended_ms)
@@ -201,7 +206,7 @@ class CrashBench:
         if static:
             env["STREAMPOD_GROUP_INSTANCE_ID"] = f"{group}-reader"
         variant = variants.make(name, install_quix=False, streampod_env=env)
-        workdir = self.workdir / f"run{run}-{scenario.replace(':', '-').replace('+', '-')}"
+        workdir = self.workdir / f"run{run}-{scenario_dirname(scenario)}"
         job = open_job(self.bootstrap, topic_in, f"bench-crash-out-{name}-{uid}", group, workdir)
         rec: Record = {
             "run": run, "scenario": scenario, "variant": name, "victim": victim, "static": static, "graceful": graceful,

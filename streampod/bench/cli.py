@@ -208,10 +208,9 @@ def render(path: Path, out: Path | None) -> int:
     data = orjson.loads(path.read_bytes())
     if "drain" not in data and "scenarios" in data:  # a crash.json
         written = crash.write(crash.CrashResults.from_json(data), out or path.parent)
-        print(f"bench: rendered {path}; wrote {', '.join(map(str, written))}")
-        return 0
-    results = Results.from_json(data)
-    written = report.write(results, out or path.parent, png=results.config.runs > 0)
+    else:
+        results = Results.from_json(data)
+        written = report.write(results, out or path.parent, png=results.config.runs > 0)
     print(f"bench: rendered {path}; wrote {', '.join(map(str, written))}")
     return 0
 

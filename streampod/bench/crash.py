@@ -394,15 +394,15 @@ def markdown(results: CrashResults) -> str:
         outage = num(row["outage_ms"], ",.0f")
         if runs := spread(row["outage_ms_range"], ",.0f"):
             outage += f" ({runs})"
-        dup = row["duplicated"]
+        dup, dup_text = row["duplicated"], "-"
         if dup is not None:
-            dup_range = spread(row["duplicated_range"], ",.0f")
             share = f"{100 * dup / cfg.messages:.2f} %"
+            dup_range = spread(row["duplicated_range"], ",.0f")
             dup_text = f"{dup:,.0f} ({dup_range}; {share})" if dup_range else f"{dup:,.0f} ({share})"
         lines.append(
             f"| {_TITLES.get(row['scenario'], row['scenario'])} | {num(row['drain_s'], '.1f')} | "
             f"{num(row['extra_s'], '+.1f')} | {outage} | {num(row['restart_s'], '.2f')} | "
-            f"{dup_text if dup is not None else '-'} | {row['lost']} |"
+            f"{dup_text} | {row['lost']} |"
         )
         lines += [f"|  | error: {e} |  |  |  |  |  |" for e in row["errors"]]
     return "\n".join(lines) + "\n"

@@ -177,6 +177,12 @@ class LocalStage:
         c.signal(signal.SIGKILL)
         c.wait(10)
 
+    def terminate(self, name: str, timeout: float) -> int | None:
+        """SIGTERM ``name`` and wait for it to drain and exit: its exit code, or None if it is still running."""
+        c = self.components[name]
+        c.signal(signal.SIGTERM)
+        return c.wait(timeout)
+
     def restart(self, name: str, timeout: float = 60.0) -> None:
         self.kill(name)
         self.start_component(name, timeout)
@@ -187,8 +193,7 @@ class LocalStage:
         for name in reversed(COMPONENTS):
             c = self.components[name]
             if c.alive():
-                c.signal(signal.SIGTERM)
-                codes[name] = c.wait(timeout)
+                codes[name] = self.terminate(name, timeout)
                 if codes[name] is None:
                     c.signal(signal.SIGKILL)
                     c.wait(5)

@@ -282,10 +282,9 @@ class Streampod(Variant, Crashable):
         if not graceful:
             self.stage.restart(victim)
             return time.monotonic() - started
-        c = self.stage.components[victim]
-        c.signal(signal.SIGTERM)
-        if c.wait(STOP_TIMEOUT_S) is None:
+        if self.stage.terminate(victim, STOP_TIMEOUT_S) is None:
             raise RuntimeError(f"{victim} did not stop within {STOP_TIMEOUT_S:.0f} s of SIGTERM")
+        c = self.stage.components[victim]
         if "STREAMPOD_GROUP_INSTANCE_ID" in c.env:
             # The replacement is another pod: another name, so another static member of the group.
             c.env["STREAMPOD_GROUP_INSTANCE_ID"] += "-replacement"

@@ -16,7 +16,7 @@ import orjson
 import psutil
 import pytest
 
-from streampod.bench import measure, workload
+from streampod.bench import count, measure, workload
 from streampod.localkafka import LocalKafka, create_topic
 
 
@@ -111,3 +111,27 @@ def test_bench_stopped_with_sigterm_stops_every_process_it_started(kafka_broker:
     finally:
         if bench.poll() is None:
             bench.kill()
+
+
+@pytest.mark.kafka
+def test_bench_count_reads_instructions_per_message_under_callgrind_and_loses_nothing(
+    kafka_broker: LocalKafka, tmp_path: Path
+) -> None:
+    why = count.valgrind_missing()
+    if why:
+        pytest.skip(f"bench --count needs valgrind: {why}")
+    # The in-process limit alone: the streampod variant's three services start under valgrind in minutes.
+    out = tmp_path / "results"
+    argv = [sys.executable, "-m", "streampod", "bench", "--count", "--messages", "2000", "--sizes", "100",
+            "--variants", "in-process", "--bootstrap", kafka_broker.bootstrap_servers,
+            "--out", str(out), "--workdir", str(tmp_path / "work")]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    [rec] = orjson.loads((out / "count.json").read_bytes())["counts"]
+    assert rec.get("error") is None, rec
+    assert (rec["lost"], rec["distinct"], rec["dead_letters"]) == (0, 4000, 0), rec
+    # Consuming, transforming and producing a message takes tens of thousands of instructions (about
+    # 34,000 here in 2026-12); a few hundred would mean the counters were read before the messages passed.
+    assert 5_000 < rec["per_message"] < 5_000_000, rec
+    assert rec["processes"]["inprocess"]["per_message"] == rec["per_message"]
+    print((out / "count.md").read_text())

@@ -4,6 +4,8 @@
   streampod bench --full       the report: 3 runs, ~100 B and ~1 KB, drain and open loop, into docs/benchmark/
   streampod bench --profile py-spy   one drain of the streampod variant under a profiler
   streampod bench --crash      what a SIGKILL of each process costs (outage, duplicates), into crash.{json,md}
+  streampod bench --count      instructions per message under callgrind (CPU per message without the
+                               host's noise), into count.{json,md}
   streampod bench --render docs/benchmark/results.json   the report again from a run's results.json (or crash.json)
 
 Any option below overrides the preset. A local Kafka broker is started unless --bootstrap (or
@@ -23,7 +25,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
-from streampod.bench import crash, profiling, variants
+from streampod.bench import count, crash, profiling, variants
 from streampod.bench.runner import Bench, Config, Results
 
 T = TypeVar("T")
@@ -78,10 +80,15 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         "--crash", action="store_true", help="kill each process once mid-drain: outage and duplicates (crash.md)"
     )
     preset.add_argument(
+        "--count",
+        action="store_true",
+        help="instructions per message of each variant under callgrind (count.md); needs valgrind",
+    )
+    preset.add_argument(
         "--render",
         type=Path,
         metavar="RESULTS_JSON",
-        help="measure nothing: an earlier run's report again from its results.json or crash.json (into --out)",
+        help="measure nothing: an earlier run's report again from its results.json, crash.json or count.json",
     )
     p.add_argument("--messages", type=int, help="messages preloaded per size (drain mode)")
     p.add_argument("--baseline-messages", type=int, help="messages for the per-message baseline (it is slow)")
@@ -193,6 +200,32 @@ def crash_config(cfg: Config, a: argparse.Namespace) -> crash.CrashConfig:
     return dataclasses.replace(crash.CrashConfig(), **changes)
 
 
+def count_config(cfg: Config, a: argparse.Namespace) -> count.CountConfig:
+    """The count's settings from the options that apply to it (messages, sizes, variants, install, env)."""
+    changes: dict[str, Any] = {"install_quix": cfg.install_quix}
+    if a.messages is not None:
+        changes["messages"] = a.messages
+    if a.sizes:
+        changes["sizes"] = a.sizes
+    if a.variants:
+        changes["variants"] = a.variants
+    if a.streampod_env:
+        changes["streampod_env"] = tuple(a.streampod_env)
+    return dataclasses.replace(count.CountConfig(), **changes)
+
+
+def run_count(cfg: count.CountConfig, bootstrap: str | None, workdir: Path, out: Path) -> int:
+    why = count.valgrind_missing()
+    if why:
+        print(f"streampod bench --count: {why}")
+        return 2
+    results = _on_broker(bootstrap, workdir, lambda b: count.CountBench(cfg, b, workdir).run())
+    written = count.write(results, out)
+    print(count.markdown(results))
+    print(f"bench: wrote {', '.join(map(str, written))}")
+    return 1 if any(r.get("error") or r.get("lost") for r in results.counts) else 0
+
+
 def run_crash(cfg: crash.CrashConfig, bootstrap: str | None, workdir: Path, out: Path) -> int:
     results = _on_broker(bootstrap, workdir, lambda b: crash.CrashBench(cfg, b, workdir).run())
     written = crash.write(results, out)
@@ -208,6 +241,8 @@ def render(path: Path, out: Path | None) -> int:
     data = orjson.loads(path.read_bytes())
     if "drain" not in data and "scenarios" in data:  # a crash.json
         written = crash.write(crash.CrashResults.from_json(data), out or path.parent)
+    elif "counts" in data:  # a count.json
+        written = count.write(count.CountResults.from_json(data), out or path.parent)
     else:
         results = Results.from_json(data)
         written = report.write(results, out or path.parent, png=results.config.runs > 0)
@@ -242,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: logs in {workdir}", flush=True)
     if crash_cfg is not None:
         return run_crash(crash_cfg, a.bootstrap, workdir, out)
+    if a.count:
+        return run_count(count_config(cfg, a), a.bootstrap, workdir, out)
     started = time.monotonic()
     results = run(cfg, a.bootstrap, workdir)
     from streampod.bench import report

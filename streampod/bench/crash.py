@@ -30,7 +30,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -42,7 +42,9 @@ from streampod.bench.runner import (
     close_job,
     config_fields,
     describe_machine,
+    from_saved,
     open_job,
+    saved_json,
 )
 from streampod.localkafka import create_topic, delete_topic
 
@@ -102,10 +104,7 @@ class CrashResults:
     scenarios: list[Record] = field(default_factory=list)
 
     def to_json(self) -> Record:
-        out = asdict(self)
-        out["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()}
-        out["summary"] = summary(self.scenarios)
-        return out
+        return saved_json(self) | {"summary": summary(self.scenarios)}
 
     @classmethod
     def from_json(cls, data: Record) -> CrashResults:
@@ -113,8 +112,7 @@ class CrashResults:
         config = config_fields(CrashConfig, data["config"])
         # Before the kill time was drawn from a range, it was one time.
         config.setdefault("kill_after_max_s", config.get("kill_after_s", CrashConfig.kill_after_s))
-        own = {f.name for f in fields(cls)} - {"config"}
-        return cls(CrashConfig(**config), **{k: v for k, v in data.items() if k in own})
+        return from_saved(cls, CrashConfig(**config), data)
 
 
 class Scenario(NamedTuple):

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import confluent_kafka
 import psutil
@@ -85,6 +85,7 @@ class Config:
 
 Record = dict[str, Any]
 Say = Callable[[str], None]
+R = TypeVar("R")
 
 
 @dataclass
@@ -102,15 +103,26 @@ class Results:
     profiles: list[Record] = field(default_factory=list)
 
     def to_json(self) -> Record:
-        out = asdict(self)
-        out["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()}
-        return out
+        return saved_json(self)
 
     @classmethod
     def from_json(cls, data: Record) -> Results:
         """The measurements of a ``results.json``; what the report derives from them (targets, medians) is left."""
-        own = {f.name for f in fields(cls)} - {"config"}
-        return cls(Config(**config_fields(Config, data["config"])), **{k: v for k, v in data.items() if k in own})
+        return from_saved(cls, Config(**config_fields(Config, data["config"])), data)
+
+
+def saved_json(results: Any) -> Record:
+    """A run's results (a dataclass with a ``config``) as JSON-ready fields: the config's tuples as lists."""
+    out: Record = asdict(results)
+    out["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(results.config).items()}
+    return out
+
+
+def from_saved(kind: type[R], config: Any, data: Record) -> R:
+    """``kind`` (a results dataclass) again from its saved JSON, ``config`` rebuilt by the caller."""
+    # Typed as any class: every results dataclass takes its config first and its other fields by name.
+    own = {f.name for f in fields(kind)} - {"config"}  # type: ignore[arg-type]
+    return kind(config, **{k: v for k, v in data.items() if k in own})  # type: ignore[call-arg]
 
 
 def config_fields(kind: type[Any], saved: Record) -> Record:

@@ -41,6 +41,13 @@ class Job:
 class Variant(ABC):
     name: str
     title: str
+    #: A hook for tools that run each process under another (a profiler, valgrind): (process, argv) -> argv.
+    argv_wrapper: Callable[[str, list[str]], list[str]] | None = None
+    #: Seconds each process may take to answer its health check (far more under valgrind).
+    start_timeout_s: float = 60.0
+
+    def _wrapped(self, name: str, argv: list[str]) -> list[str]:
+        return argv if self.argv_wrapper is None else self.argv_wrapper(name, argv)
 
     def unavailable(self) -> str | None:
         """Why this variant cannot run here, or None."""
@@ -129,7 +136,7 @@ class _Processes(Variant):
 
     def _spawn(self, job: Job, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         job.workdir.mkdir(parents=True, exist_ok=True)
-        self._procs.append(_Proc(name, argv, job.workdir / f"{name}.log", env))
+        self._procs.append(_Proc(name, self._wrapped(name, argv), job.workdir / f"{name}.log", env))
 
     def named_processes(self) -> dict[str, psutil.Process]:
         out = {}
@@ -156,7 +163,7 @@ class _Processes(Variant):
         return time.monotonic() - started
 
 
-def _wait_http(port: int, proc: _Proc, timeout_s: float = 30.0) -> None:
+def _wait_http(port: int, proc: _Proc, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
@@ -212,8 +219,6 @@ class Streampod(Variant, Crashable):
         #: Settings given to all three services (``bench --streampod-env``): the tuning under test.
         self.env = dict(env or {})
         self._stage: LocalStage | None = None
-        # The profiler's hook: (component, argv) -> the argv to run instead.
-        self.argv_wrapper: Callable[[str, list[str]], list[str]] | None = None
 
     def start(self, job: Job) -> None:
         self._stage = LocalStage(
@@ -233,10 +238,9 @@ class Streampod(Variant, Crashable):
             },
             app_module="streampod.bench.streampod_app",
         )
-        if self.argv_wrapper is not None:
-            for c in self._stage.components.values():
-                c.argv = self.argv_wrapper(c.name, c.argv)
-        self._stage.start()
+        for c in self._stage.components.values():
+            c.argv = self._wrapped(c.name, c.argv)
+        self._stage.start(self.start_timeout_s)
 
     def hop_means(self) -> dict[str, float | None]:
         """Mean batch size and time per hop since the start, from the services' own metrics."""
@@ -280,7 +284,7 @@ class Streampod(Variant, Crashable):
     def restart(self, victim: str, *, graceful: bool) -> float:
         started = time.monotonic()
         if not graceful:
-            self.stage.restart(victim)
+            self.stage.restart(victim, self.start_timeout_s)
             return time.monotonic() - started
         if self.stage.terminate(victim, STOP_TIMEOUT_S) is None:
             raise RuntimeError(f"{victim} did not stop within {STOP_TIMEOUT_S:.0f} s of SIGTERM")
@@ -288,7 +292,7 @@ class Streampod(Variant, Crashable):
         if "STREAMPOD_GROUP_INSTANCE_ID" in c.env:
             # The replacement is another pod: another name, so another static member of the group.
             c.env["STREAMPOD_GROUP_INSTANCE_ID"] += "-replacement"
-        self.stage.start_component(victim)
+        self.stage.start_component(victim, self.start_timeout_s)
         return time.monotonic() - started
 
 
@@ -304,11 +308,11 @@ class Baseline(_Processes):
             "writer",
             [*py, "writer", "--port", str(writer_port), "--bootstrap", job.bootstrap, "--topic", job.topic_out],
         )
-        _wait_http(writer_port, self._procs[-1])
+        _wait_http(writer_port, self._procs[-1], self.start_timeout_s)
         self._spawn(
             job, "app", [*py, "app", "--port", str(app_port), "--writer-url", f"http://127.0.0.1:{writer_port}/"]
         )
-        _wait_http(app_port, self._procs[-1])
+        _wait_http(app_port, self._procs[-1], self.start_timeout_s)
         self._spawn(
             job,
             "reader",

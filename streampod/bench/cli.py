@@ -6,7 +6,7 @@
   streampod bench --crash      what a SIGKILL of each process costs (outage, duplicates), into crash.{json,md}
   streampod bench --count      instructions per message under callgrind (CPU per message without the
                                host's noise), into count.{json,md}
-  streampod bench --render docs/benchmark/results.json   the report again from a run's results.json (or crash.json)
+  streampod bench --render docs/benchmark/results.json   the report again from results.json (or crash.json, count.json)
 
 Any option below overrides the preset. A local Kafka broker is started unless --bootstrap (or
 STREAMPOD_KAFKA_BOOTSTRAP) names one. Exit 1 when a measurement failed or lost a message.

@@ -107,8 +107,11 @@ def test_the_summary_divides_by_the_in_process_limit_of_the_same_size() -> None:
     assert rows[("streampod", 1000)]["x_in_process"] == 2.65
     assert rows[("in-process", 1000)]["x_in_process"] == 1.0
     assert ("quix", 1000) not in rows
+    assert rows[("streampod", 1000)]["x_quix"] is None
     # Without an in-process count of that size there is nothing to divide by.
     assert count.summary(counts[1:2])[0]["x_in_process"] is None
+    with_quix = [*counts[:2], _record("quix", 100, quix=150_000)]
+    assert count.summary(with_quix)[1]["x_quix"] == 0.8
 
 
 def test_the_report_shows_each_process_and_every_failed_count(tmp_path: Path) -> None:
@@ -123,9 +126,9 @@ def test_the_report_shows_each_process_and_every_failed_count(tmp_path: Path) ->
         ],
     )
     md = count.markdown(results)
-    assert "| streampod | 100 B | 120,000 | 4.00 | 119,997 |" in md
+    assert "| streampod | 100 B | 120,000 | 4.00 | - | 119,997 | 4.00 |" in md
     assert "input-reader 30,000 (29,999), app 45,000 (44,999)" in md
-    assert "| quix | 100 B | error: RuntimeError: a process exited |" in md
+    assert "| quix | 100 B | error: RuntimeError: a process exited |  |  |  |  |  |" in md
     assert "- quix skipped: not installed" in md
     # The JSON renders into the same report again.
     [js, _] = count.write(results, tmp_path)

@@ -27,11 +27,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from streampod.bench import measure, variants, workload
 from streampod.bench.runner import (
     PARTITIONS,
+    Record,
     Say,
     available_variants,
     close_job,
@@ -43,7 +44,6 @@ from streampod.bench.runner import (
 )
 from streampod.localkafka import create_topic
 
-Record = dict[str, Any]
 #: The per-message baseline is left out by default: under valgrind one POST per message takes hours.
 VARIANTS: Final = ("in-process", "streampod", "quix")
 #: Seconds each process may take to start under valgrind (the app imports FastAPI 30 to 100 times slower).

@@ -32,11 +32,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
 from streampod.bench import measure, variants, workload
 from streampod.bench.runner import (
     PARTITIONS,
+    Record,
     Say,
     available_variants,
     close_job,
@@ -70,8 +71,6 @@ SCENARIOS: Final = (
 STALL_S: Final = 120.0
 #: Once every message is out at least once, the outputs must stop growing for this long.
 QUIET_S: Final = 2.0
-
-Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
